@@ -1,0 +1,11 @@
+"""SFT of the built-in demo model on the built-in arithmetic task (a few minutes on a laptop CPU)."""
+
+from t1jax.defaults import base_config
+
+
+def get_config():
+    c = base_config()
+    c.run.workdir = "runs/sft_demo"
+    c.sft.num_steps = 200
+    c.sft.seq_len = 96
+    return c

@@ -1,0 +1,5 @@
+import sys
+
+from t1jax.cli import main
+
+sys.exit(main())

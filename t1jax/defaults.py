@@ -1,0 +1,97 @@
+"""Every config key t1jax knows, with its default. configs/*.py start from `base_config()`.
+
+Keys are grouped by the part of the stack that reads them. A key that nothing reads is a bug
+(tests/test_config.py checks it), so add keys only together with the code that uses them.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+
+    # Decoder-only transformer. The default is the small built-in demo model.
+    c.model = m = ml_collections.ConfigDict()
+    m.vocab_size = 512
+    m.d_model = 256
+    m.num_layers = 4
+    m.num_heads = 8
+    m.num_kv_heads = 4  # grouped-query attention; == num_heads is plain multi-head
+    m.head_dim = 0  # 0: d_model // num_heads
+    m.mlp_dim = 768
+    m.mlp_activation = "silu"  # gated MLP: "silu" (SwiGLU, Llama/Qwen) or "gelu" (GeGLU, Gemma)
+    m.rope_base = 10000.0
+    m.qk_norm = False  # RMSNorm on queries and keys per head (Gemma-3, Qwen3)
+    m.qkv_bias = False  # bias on q/k/v projections (Qwen2.5)
+    m.post_norms = False  # extra RMSNorm after attention and MLP outputs (Gemma-2/3)
+    m.scale_embeddings = False  # multiply embeddings by sqrt(d_model) (Gemma)
+    m.sliding_window = 0  # 0: every layer attends globally
+    m.global_every = 0  # with a window: every n-th layer is global (Gemma-3: 6); 0: none
+    m.tie_embeddings = True
+    m.norm_eps = 1e-6
+    m.param_dtype = "float32"
+    m.compute_dtype = "float32"  # "bfloat16" on TPU; float32 is as fast on CPU
+
+    # Device mesh: sizes of the named axes; one may be -1 (all remaining devices).
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = 1
+    c.mesh.fsdp = -1
+    c.mesh.tensor = 1
+    # Logical axis -> comma-separated mesh axes ("" = replicated). The one sharding table.
+    c.mesh.rules = r = ml_collections.ConfigDict()
+    r.batch = "data,fsdp"
+    r.length = ""
+    r.embed = "fsdp"
+    r.vocab = "tensor"
+    r.heads = "tensor"
+    r.kv_heads = "tensor"
+    r.head_dim = ""
+    r.mlp = "tensor"
+    r.norm = ""
+
+    # Multi-process start-up. "auto": initialise when launched by a cluster (TPU pod, SLURM)
+    # or when num_processes > 1; "off": never.
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.mode = "auto"
+    c.distributed.coordinator_address = ""
+    c.distributed.num_processes = 0  # 0: let JAX detect
+    c.distributed.process_id = -1  # -1: let JAX detect
+
+    # Optimiser and schedule (shared by SFT and RL).
+    c.optim = o = ml_collections.ConfigDict()
+    o.learning_rate = 1e-3
+    o.warmup_steps = 20
+    o.final_lr_fraction = 0.1  # cosine decays to learning_rate * this
+    o.weight_decay = 0.01
+    o.b1 = 0.9
+    o.b2 = 0.95
+    o.eps = 1e-8
+    o.grad_clip_norm = 1.0
+
+    # Supervised fine-tuning.
+    c.sft = s = ml_collections.ConfigDict()
+    s.data_path = ""  # JSONL of {prompt, response}; "" = built-in arithmetic task
+    s.prompt_field = "prompt"
+    s.response_field = "response"
+    s.tokenizer_path = ""  # sentencepiece .model; "" = train one on the data
+    s.seq_len = 128
+    s.batch_size = 32
+    s.grad_accum_steps = 1  # micro-batches per step (batch_size must divide evenly)
+    s.num_steps = 300
+    s.eval_fraction = 0.05  # share of examples held out for the validation loss
+    s.eval_every = 50
+    s.num_builtin_examples = 4000
+
+    # Run bookkeeping.
+    c.run = ml_collections.ConfigDict()
+    c.run.workdir = "runs/default"
+    c.run.seed = 0
+    c.run.log_every = 10
+    c.run.progress = True
+    c.run.tensorboard = True
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.save_every = 100
+    c.checkpoint.max_to_keep = 3
+    c.checkpoint.async_save = True
+    return c

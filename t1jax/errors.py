@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints these as one clear line, never a traceback."""
+
+
+class T1jaxError(Exception):
+    """Base class for mistakes in user input (config, data files, checkpoints)."""
+
+
+class ConfigError(T1jaxError):
+    """A config file, override or combination of values is invalid."""
+
+
+class DataError(T1jaxError):
+    """A data file is missing or malformed (the message names the file and line)."""
+
+
+class CheckpointError(T1jaxError):
+    """A checkpoint directory is missing, not a checkpoint, or does not fit the model."""

@@ -1,0 +1,80 @@
+"""Grouped-query attention with RoPE, optional QK-norm, QKV bias and a sliding window."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from t1jax.model.config import ModelConfig
+from t1jax.model.layers import RMSNorm, param, rotary
+
+_MASKED = -1e30  # finite, so a row with every key masked gives a uniform row, not NaN
+
+
+class Attention(nnx.Module):
+    def __init__(self, config: ModelConfig, layer: int, rngs: nnx.Rngs):
+        d, h, n, kv, dt = (
+            config.d_model,
+            config.dim_per_head,
+            config.num_heads,
+            config.num_kv_heads,
+            config.params_dtype,
+        )
+        self.config, self.window = config, config.window_of_layer(layer)
+        self.q = param(rngs, (d, n, h), ("embed", "heads", "head_dim"), dt)
+        self.k = param(rngs, (d, kv, h), ("embed", "kv_heads", "head_dim"), dt)
+        self.v = param(rngs, (d, kv, h), ("embed", "kv_heads", "head_dim"), dt)
+        self.o = param(rngs, (n, h, d), ("heads", "head_dim", "embed"), dt, init=n * h)
+        if config.qkv_bias:
+            self.q_bias = param(rngs, (n, h), ("heads", "head_dim"), dt, init="zeros")
+            self.k_bias = param(rngs, (kv, h), ("kv_heads", "head_dim"), dt, init="zeros")
+            self.v_bias = param(rngs, (kv, h), ("kv_heads", "head_dim"), dt, init="zeros")
+        if config.qk_norm:
+            self.q_norm = RMSNorm(h, config.norm_eps, dt, rngs)
+            self.k_norm = RMSNorm(h, config.norm_eps, dt, rngs)
+
+    def _project(self, x_BTD, name: str):
+        w = getattr(self, name)[...].astype(x_BTD.dtype)
+        out = jnp.einsum("btd,dnh->btnh", x_BTD, w)
+        if self.config.qkv_bias:
+            out = out + getattr(self, name + "_bias")[...].astype(out.dtype)
+        return out
+
+    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None):
+        """Attends from the T new tokens to the keys in `kv` (after writing the new keys at
+        slot `index`) or, without a cache, to the new tokens themselves.
+
+        key_pos_BS: position of every key slot (-1 = masked); returns (out_BTD, (k, v)).
+        """
+        cfg = self.config
+        q, k, v = (self._project(x_BTD, name) for name in ("q", "k", "v"))
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = rotary(q, positions_BT, cfg.rope_base)
+        k = rotary(k, positions_BT, cfg.rope_base)
+        k_BKTH, v_BKTH = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+        if kv is None:
+            keys, values = k_BKTH, v_BKTH
+        else:
+            start = (0, 0, index, 0)
+            keys = jax.lax.dynamic_update_slice(kv[0], k_BKTH.astype(kv[0].dtype), start)
+            values = jax.lax.dynamic_update_slice(kv[1], v_BKTH.astype(kv[1].dtype), start)
+
+        B, T, N, H = q.shape
+        K = keys.shape[1]
+        q_BTKGH = q.reshape(B, T, K, N // K, H) * (H**-0.5)
+        scores = jnp.einsum("btkgh,bksh->bkgts", q_BTKGH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
+        scores = jnp.where(self._mask(positions_BT, key_pos_BS)[:, None, None], scores, _MASKED)
+        probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+        out = jnp.einsum("bkgts,bksh->btkgh", probs, values.astype(q.dtype)).reshape(B, T, N, H)
+        out_BTD = jnp.einsum("btnh,nhd->btd", out, self.o[...].astype(out.dtype))
+        return out_BTD, (keys, values)
+
+    def _mask(self, q_pos_BT, key_pos_BS):
+        """Causal (by position, so padding and caches need no special case) and windowed."""
+        q, k = q_pos_BT[:, :, None], key_pos_BS[:, None, :]
+        allowed = (k >= 0) & (k <= q)
+        if self.window:
+            allowed &= q - k < self.window
+        return allowed

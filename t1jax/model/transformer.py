@@ -1,0 +1,95 @@
+"""The decoder-only transformer that both the sampler and the train steps run."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from t1jax.model.attention import Attention
+from t1jax.model.config import ModelConfig
+from t1jax.model.kv_cache import KVCache
+from t1jax.model.layers import RMSNorm, param
+
+
+class MLP(nnx.Module):
+    """Gated MLP: down(act(gate(x)) * up(x)); SwiGLU with silu, GeGLU with gelu."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        d, f, dt = config.d_model, config.mlp_dim, config.params_dtype
+        self.gate = param(rngs, (d, f), ("embed", "mlp"), dt)
+        self.up = param(rngs, (d, f), ("embed", "mlp"), dt)
+        self.down = param(rngs, (f, d), ("mlp", "embed"), dt)
+        self.activation = jax.nn.silu if config.mlp_activation == "silu" else jax.nn.gelu
+
+    def __call__(self, x_BTD):
+        dt = x_BTD.dtype
+        hidden = self.activation(x_BTD @ self.gate[...].astype(dt)) * (x_BTD @ self.up[...].astype(dt))
+        return hidden @ self.down[...].astype(dt)
+
+
+class Block(nnx.Module):
+    def __init__(self, config: ModelConfig, layer: int, rngs: nnx.Rngs):
+        d, eps, dt = config.d_model, config.norm_eps, config.params_dtype
+        self.attention_norm = RMSNorm(d, eps, dt, rngs)
+        self.attention = Attention(config, layer, rngs)
+        self.mlp_norm = RMSNorm(d, eps, dt, rngs)
+        self.mlp = MLP(config, rngs)
+        self.post_norms = config.post_norms
+        if config.post_norms:
+            self.post_attention_norm = RMSNorm(d, eps, dt, rngs)
+            self.post_mlp_norm = RMSNorm(d, eps, dt, rngs)
+
+    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None):
+        attended, kv = self.attention(self.attention_norm(x_BTD), positions_BT, key_pos_BS, kv, index)
+        if self.post_norms:
+            attended = self.post_attention_norm(attended)
+        x_BTD = x_BTD + attended
+        mlp_out = self.mlp(self.mlp_norm(x_BTD))
+        if self.post_norms:
+            mlp_out = self.post_mlp_norm(mlp_out)
+        return x_BTD + mlp_out, kv
+
+
+class Transformer(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        v, d, dt = config.vocab_size, config.d_model, config.params_dtype
+        self.embed = param(rngs, (v, d), ("vocab", "embed"), dt, init=d)
+        self.blocks = nnx.List([Block(config, i, rngs) for i in range(config.num_layers)])
+        self.final_norm = RMSNorm(d, config.norm_eps, dt, rngs)
+        if not config.tie_embeddings:
+            self.unembed = param(rngs, (d, v), ("embed", "vocab"), dt)
+
+    def __call__(self, tokens_BT, positions_BT=None, mask_BT=None, cache: KVCache | None = None):
+        """Returns float32 logits [B, T, vocab] and the updated cache (None without one).
+
+        positions_BT: defaults to 0..T-1 (or, with a cache, continuing from `cache.index`).
+        mask_BT: False for padding tokens, which then serve as keys to no one.
+        """
+        cfg = self.config
+        B, T = tokens_BT.shape
+        if positions_BT is None:
+            start = 0 if cache is None else cache.index
+            positions_BT = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
+        new_key_pos = positions_BT if mask_BT is None else jnp.where(mask_BT, positions_BT, -1)
+        if cache is None:
+            key_pos_BS = new_key_pos
+        else:
+            key_pos_BS = jax.lax.dynamic_update_slice(cache.key_pos_BS, new_key_pos.astype(jnp.int32), (0, cache.index))
+
+        x = jnp.take(self.embed[...], tokens_BT, axis=0).astype(cfg.activations_dtype)
+        if cfg.scale_embeddings:
+            x = x * jnp.asarray(cfg.d_model**0.5, x.dtype)
+        new_k, new_v = [], []
+        for i, block in enumerate(self.blocks):
+            kv = None if cache is None else (cache.k[i], cache.v[i])
+            x, (k, v) = block(x, positions_BT, key_pos_BS, kv, None if cache is None else cache.index)
+            new_k.append(k)
+            new_v.append(v)
+        x = self.final_norm(x)
+        out = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
+        logits = jnp.einsum("btd,dv->btv", x, out.astype(x.dtype), preferred_element_type=jnp.float32)
+        if cache is None:
+            return logits, None
+        return logits, KVCache(k=tuple(new_k), v=tuple(new_v), key_pos_BS=key_pos_BS, index=cache.index + T)

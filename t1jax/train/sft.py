@@ -1,0 +1,168 @@
+"""The SFT loop: data -> tokenizer -> sharded state -> steps -> validation -> checkpoints.
+
+Restarting with the same config continues from the latest checkpoint with the same data
+order, so a killed run loses at most the steps since its last save.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import random
+import time
+
+import jax
+import numpy as np
+
+from t1jax import parallel
+from t1jax.data.arithmetic import addition_dataset
+from t1jax.data.jsonl import read_jsonl
+from t1jax.data.sft_batches import BatchIterator, encode_examples, fixed_batches
+from t1jax.data.tokenizer import Tokenizer
+from t1jax.errors import ConfigError
+from t1jax.model import ModelConfig
+from t1jax.train.checkpoint import Checkpointer
+from t1jax.train.metrics import MetricsWriter
+from t1jax.train.optimizer import learning_rate_schedule, make_optimizer
+from t1jax.train.progress import Progress
+from t1jax.train.sft_step import make_eval_loss, make_sft_step
+from t1jax.train.state import make_layout
+
+
+def load_examples(sft_config, seed: int) -> list[dict]:
+    s = sft_config
+    if s.data_path:
+        return read_jsonl(s.data_path, (s.prompt_field, s.response_field))
+    return addition_dataset(s.num_builtin_examples, seed)
+
+
+def load_tokenizer(config, examples: list[dict], workdir: pathlib.Path) -> Tokenizer:
+    """The configured tokenizer file, the one saved in the workdir, or a new one trained on the data."""
+    s, saved = config.sft, workdir / "tokenizer.model"
+    if s.tokenizer_path:
+        tokenizer = Tokenizer.load(s.tokenizer_path)
+    elif saved.is_file():
+        tokenizer = Tokenizer.load(str(saved))
+    else:
+        texts = (e[field] for e in examples for field in (s.prompt_field, s.response_field))
+        tokenizer = Tokenizer.train(texts, config.model.vocab_size)
+        if jax.process_index() == 0:
+            tokenizer.save(str(saved))
+    if tokenizer.vocab_size > config.model.vocab_size:
+        raise ConfigError(
+            f"the tokenizer has {tokenizer.vocab_size} pieces but model.vocab_size is "
+            f"{config.model.vocab_size}; raise model.vocab_size"
+        )
+    return tokenizer
+
+
+def split_examples(examples: list[dict], eval_fraction: float, seed: int):
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    num_eval = round(len(examples) * eval_fraction)
+    return [examples[i] for i in order[num_eval:]], [examples[i] for i in order[:num_eval]]
+
+
+def run_sft(config) -> dict:
+    """Trains for config.sft.num_steps steps (resuming if possible); returns a summary."""
+    parallel.initialize(config.distributed)
+    s, run = config.sft, config.run
+    workdir = pathlib.Path(run.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_config = ModelConfig.from_config(config.model)
+
+    examples = load_examples(s, run.seed)
+    tokenizer = load_tokenizer(config, examples, workdir)
+    train_examples, eval_examples = split_examples(examples, s.eval_fraction, run.seed)
+    train_data = encode_examples(train_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
+    eval_data = (
+        encode_examples(eval_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
+        if eval_examples
+        else None
+    )
+
+    mesh = parallel.make_mesh(config.mesh)
+    rules = parallel.rules_table(config.mesh.rules)
+    tx = make_optimizer(config.optim, s.num_steps)
+    layout = make_layout(model_config, tx, mesh, rules)
+    batch_sh = parallel.batch_sharding(mesh, rules)
+    _check_batch_divides(s, mesh, rules)
+
+    batches = BatchIterator(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count())
+    checkpointer = Checkpointer(
+        str(workdir / "checkpoints"), config.checkpoint.max_to_keep, config.checkpoint.async_save
+    )
+    restored = checkpointer.restore(layout.abstract_state())
+    if restored is None:
+        state = layout.init(run.seed)
+    else:
+        state, data_state = restored
+        batches.set_state(data_state)
+    start_step = int(state.step)
+
+    step_fn = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), s.grad_accum_steps)
+    eval_fn = make_eval_loss(layout)
+    is_primary = jax.process_index() == 0
+    writer = MetricsWriter(str(workdir), tensorboard=run.tensorboard, is_primary=is_primary)
+    progress = Progress(s.num_steps, "sft", enabled=run.progress and is_primary, start=start_step)
+    summary = {
+        "workdir": str(workdir),
+        "start_step": start_step,
+        "num_truncated": train_data.num_truncated,
+        "num_train_examples": len(train_examples),
+        "num_eval_examples": len(eval_examples),
+    }
+    tokens_per_step = s.batch_size * s.seq_len
+    try:
+        last_time, last_step = time.perf_counter(), start_step
+        for step in range(start_step + 1, s.num_steps + 1):
+            state, metrics = step_fn(state, parallel.to_global(next(batches), batch_sh))
+            final = step == s.num_steps
+            if step % run.log_every == 0 or final:
+                metrics = {k: float(v) for k, v in metrics.items()}
+                now = time.perf_counter()
+                metrics["tokens_per_s"] = tokens_per_step * (step - last_step) / (now - last_time)
+                last_time, last_step = now, step
+                writer.write(step, metrics)
+                progress.update(step, loss=metrics["loss"])
+                summary["train_loss"] = metrics["loss"]
+            if eval_data is not None and (step % s.eval_every == 0 or final):
+                summary["val_loss"] = validation_loss(eval_fn, state.params, eval_data, s.batch_size, batch_sh)
+                writer.write(step, {"loss": summary["val_loss"]}, prefix="val_")
+            if step % config.checkpoint.save_every == 0 or final:
+                checkpointer.save(step, state, batches.get_state())
+        checkpointer.wait()
+    finally:
+        progress.close()
+        writer.close()
+        checkpointer.close()
+    summary["final_step"] = int(state.step)
+    return summary
+
+
+def validation_loss(eval_fn, params, data, batch_size: int, batch_sharding) -> float:
+    """Mean next-token loss over every response token of the held-out examples."""
+    total, count = 0.0, 0.0
+    for batch in fixed_batches(data, batch_size):
+        nll, n = eval_fn(params, parallel.to_global(_local_rows(batch), batch_sharding))
+        total, count = total + float(nll), count + float(n)
+    return total / max(count, 1.0)
+
+
+def _local_rows(batch: dict) -> dict:
+    """This process's slice of a batch that every process holds in full."""
+    n, i = jax.process_count(), jax.process_index()
+    rows = len(batch["tokens"]) // n
+    return {k: np.ascontiguousarray(v[i * rows : (i + 1) * rows]) for k, v in batch.items()}
+
+
+def _check_batch_divides(sft_config, mesh, rules) -> None:
+    shards = 1
+    for axis in rules["batch"]:
+        shards *= mesh.shape[axis]
+    micro = sft_config.batch_size // sft_config.grad_accum_steps
+    if micro % shards:
+        raise ConfigError(
+            f"the micro-batch (sft.batch_size {sft_config.batch_size} / sft.grad_accum_steps "
+            f"{sft_config.grad_accum_steps} = {micro}) must be divisible by the {shards} batch shards "
+            f"of the mesh {dict(mesh.shape)}"
+        )

@@ -1,0 +1,86 @@
+"""The jitted, sharded SFT step: next-token cross-entropy on response tokens only."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from t1jax import model as model_lib
+from t1jax import parallel
+from t1jax.train.state import StateLayout, TrainState
+
+
+def masked_token_nll(logits_BTV, targets_BT, mask_BT):
+    """Sum of -log p(target) over positions where mask is 1, and the number of such positions."""
+    log_norm = jax.nn.logsumexp(logits_BTV, axis=-1)
+    target_logit = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    mask = mask_BT.astype(jnp.float32)
+    return jnp.sum((log_norm - target_logit) * mask), jnp.sum(mask)
+
+
+def sequence_loss(model_config, params, tokens_BT, loss_mask_BT):
+    """Predicts tokens[:, 1:] from tokens[:, :-1]; loss_mask marks the tokens to predict."""
+    logits, _ = model_lib.forward(model_config, params, tokens_BT[:, :-1])
+    return masked_token_nll(logits, tokens_BT[:, 1:], loss_mask_BT[:, 1:])
+
+
+def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_steps: int):
+    """Returns step(state, batch) -> (state, metrics), jitted with explicit shardings.
+
+    batch = {"tokens": int32 [B, T+1], "loss_mask": [B, T+1]}. The batch is split into
+    `grad_accum_steps` micro-batches whose gradients are summed; the loss is normalised by the
+    response-token count of the whole batch, so accumulation gives exactly the full-batch
+    gradient. The incoming state's buffers are donated.
+    """
+    cfg, A = layout.model_config, grad_accum_steps
+    batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+
+    def step(state: TrainState, batch):
+        tokens, mask = batch["tokens"], batch["loss_mask"]
+        B = tokens.shape[0]
+        total_tokens = jnp.maximum(jnp.sum(mask[:, 1:].astype(jnp.float32)), 1.0)
+        # Micro-batch i takes rows i, i+A, i+2A, ...: each keeps an even share of every shard.
+        micro = jax.tree.map(lambda x: x.reshape(B // A, A, -1).swapaxes(0, 1), (tokens, mask))
+
+        def loss_fn(params, micro_tokens, micro_mask):
+            nll_sum, _ = sequence_loss(cfg, params, micro_tokens, micro_mask)
+            return nll_sum / total_tokens
+
+        def accumulate(grad_sum, xs):
+            micro_tokens, micro_mask = (jax.lax.with_sharding_constraint(x, batch_sh) for x in xs)
+            loss, grads = jax.value_and_grad(loss_fn)(state.params, micro_tokens, micro_mask)
+            return jax.tree.map(jnp.add, grad_sum, grads), loss
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        grads, losses = jax.lax.scan(accumulate, zeros, micro)
+        updates, opt_state = layout.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": jnp.sum(losses),
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": schedule(state.step),
+            "response_tokens": total_tokens,
+        }
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    return jax.jit(
+        step,
+        in_shardings=(layout.shardings, {"tokens": batch_sh, "loss_mask": batch_sh}),
+        out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
+        donate_argnums=0,
+    )
+
+
+def make_eval_loss(layout: StateLayout):
+    """Returns loss(params, batch) -> (nll_sum, token_count), jitted on the mesh."""
+    batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+
+    def loss(params, batch):
+        return sequence_loss(layout.model_config, params, batch["tokens"], batch["loss_mask"])
+
+    return jax.jit(
+        loss,
+        in_shardings=(layout.shardings.params, {"tokens": batch_sh, "loss_mask": batch_sh}),
+        out_shardings=parallel.replicated(layout.mesh),
+    )

@@ -1,0 +1,60 @@
+"""Train state (params, optimizer state, step, RNG) created sharded on a mesh."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.sharding import Mesh
+
+from t1jax import model as model_lib
+from t1jax import parallel
+
+
+@struct.dataclass
+class TrainState:
+    params: dict
+    opt_state: optax.OptState
+    step: jax.Array
+    rng: jax.Array  # raw uint32[2] key, so Orbax saves it as an ordinary array
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLayout:
+    """Everything needed to build, shard and restore a TrainState on one mesh."""
+
+    model_config: model_lib.ModelConfig
+    tx: optax.GradientTransformation
+    mesh: Mesh
+    rules: dict
+    shardings: TrainState
+
+    def abstract_state(self) -> TrainState:
+        """ShapeDtypeStructs carrying this mesh's shardings: the target of a restore."""
+        shapes = jax.eval_shape(lambda: _fresh_state(self.model_config, self.tx, 0))
+        return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, self.shardings)
+
+    def init(self, seed: int) -> TrainState:
+        """A fresh state, created directly in its shards (no full copy on one device)."""
+        make = jax.jit(_fresh_state, static_argnums=(0, 1, 2), out_shardings=self.shardings)
+        return make(self.model_config, self.tx, seed)
+
+
+def _fresh_state(model_config, tx, seed) -> TrainState:
+    params = model_lib.init_params(model_config, seed)
+    return TrainState(
+        params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(seed + 1)
+    )
+
+
+def make_layout(model_config, tx, mesh: Mesh, rules: dict) -> StateLayout:
+    params = model_lib.abstract_params(model_config)
+    param_sh = parallel.tree_shardings(params, model_lib.logical_axes(model_config), rules, mesh)
+    rep = parallel.replicated(mesh)
+    shardings = TrainState(
+        params=param_sh, opt_state=parallel.optimizer_shardings(tx, params, param_sh, mesh), step=rep, rng=rep
+    )
+    return StateLayout(model_config, tx, mesh, rules, shardings)
