@@ -19,13 +19,12 @@ from t1jax.data.jsonl import read_jsonl
 from t1jax.data.sft_batches import BatchIterator, encode_examples, fixed_batches
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import ConfigError
-from t1jax.model import ModelConfig
 from t1jax.train.checkpoint import Checkpointer
 from t1jax.train.metrics import MetricsWriter
-from t1jax.train.optimizer import learning_rate_schedule, make_optimizer
+from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.progress import Progress
 from t1jax.train.sft_step import make_eval_loss, make_sft_step
-from t1jax.train.state import make_layout
+from t1jax.train.state import layout_from_config
 
 
 def load_examples(sft_config, seed: int) -> list[dict]:
@@ -68,7 +67,6 @@ def run_sft(config) -> dict:
     s, run = config.sft, config.run
     workdir = pathlib.Path(run.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    model_config = ModelConfig.from_config(config.model)
 
     examples = load_examples(s, run.seed)
     tokenizer = load_tokenizer(config, examples, workdir)
@@ -80,12 +78,9 @@ def run_sft(config) -> dict:
         else None
     )
 
-    mesh = parallel.make_mesh(config.mesh)
-    rules = parallel.rules_table(config.mesh.rules)
-    tx = make_optimizer(config.optim, s.num_steps)
-    layout = make_layout(model_config, tx, mesh, rules)
-    batch_sh = parallel.batch_sharding(mesh, rules)
-    _check_batch_divides(s, mesh, rules)
+    layout = layout_from_config(config, s.num_steps)
+    batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+    _check_batch_divides(s, layout.mesh, layout.rules)
 
     batches = BatchIterator(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count())
     checkpointer = Checkpointer(

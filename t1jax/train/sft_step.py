@@ -58,7 +58,7 @@ def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_step
         params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": jnp.sum(losses),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state.step),
             "response_tokens": total_tokens,
         }

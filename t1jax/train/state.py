@@ -12,6 +12,7 @@ from jax.sharding import Mesh
 
 from t1jax import model as model_lib
 from t1jax import parallel
+from t1jax.train.optimizer import make_optimizer
 
 
 @struct.dataclass
@@ -47,6 +48,15 @@ def _fresh_state(model_config, tx, seed) -> TrainState:
     params = model_lib.init_params(model_config, seed)
     return TrainState(
         params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(seed + 1)
+    )
+
+
+def layout_from_config(config, total_steps: int, devices=None) -> StateLayout:
+    """The mesh, sharding rules, optimizer and model of a t1jax config, as one layout."""
+    mesh = parallel.make_mesh(config.mesh, devices)
+    tx = make_optimizer(config.optim, total_steps)
+    return make_layout(
+        model_lib.ModelConfig.from_config(config.model), tx, mesh, parallel.rules_table(config.mesh.rules)
     )
 
 

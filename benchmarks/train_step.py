@@ -1,0 +1,230 @@
+"""SFT train-step throughput of t1jax against this machine's matmul peak and a PyTorch peer.
+
+Measures, in one run and on the same machine:
+  1. the float32 matmul peak: a jitted N x N `jnp.dot`, best of several repetitions;
+  2. t1jax's jitted SFT step (the one `t1jax sft` runs, AdamW and clipping included) at the
+     built-in demo model shape: tokens/s, achieved FLOP/s and fraction of the matmul peak;
+  3. the peer: Hugging Face `LlamaForCausalLM` of the same shape trained with `torch.optim.AdamW`
+     on the CPU, same batch, sequence length and step counts (needs the `bench` extra; skipped
+     with a note on stderr when torch or transformers is missing).
+FLOPs use one formula for both, `ModelConfig.flops_per_token` (6 * matmul weights + attention).
+Timing is wall clock around the steps after warm-up; compilation is reported as compile_s.
+
+Run:  python benchmarks/train_step.py [--batch 32 --seq 256 --steps 10 --warmup 2]
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from t1jax import config as config_lib
+from t1jax import parallel
+from t1jax.model import ModelConfig
+from t1jax.train.optimizer import learning_rate_schedule, make_optimizer
+from t1jax.train.sft_step import make_sft_step
+from t1jax.train.state import make_layout
+
+
+def machine_info() -> dict:
+    cpu_model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu_model)
+    except OSError:
+        pass
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    import flax
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model,
+        "cpu_cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "torch": torch_version,
+        "jax_backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+    }
+
+
+def matmul_peak(n: int, reps: int = 10) -> dict:
+    """FLOP/s of the best of `reps` jitted float32 n x n matmuls (after warm-up)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    for _ in range(3):
+        dot(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        dot(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return {"n": n, "best_s": best, "flops_per_s": 2 * n**3 / best}
+
+
+def demo_model_config(batch: int, seq: int):
+    """The t1jax config with the built-in demo model at this batch and sequence length."""
+    cfg = config_lib.load(None, {"sft.seq_len": seq, "sft.batch_size": batch})
+    return cfg, ModelConfig.from_config(cfg.model)
+
+
+def random_tokens(batch: int, seq: int, vocab: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, vocab, size=(batch, seq + 1), dtype=np.int32)
+
+
+def summarize(step_times: list[float], compile_s: float, tokens_per_step: int, flops_per_token: int, peak: float):
+    mean = sum(step_times) / len(step_times)
+    tokens_per_s = tokens_per_step / mean
+    return {
+        "compile_s": compile_s,
+        "step_s_mean": mean,
+        "step_s_min": min(step_times),
+        "tokens_per_s": tokens_per_s,
+        "flops_per_s": flops_per_token * tokens_per_s,
+        "fraction_of_peak": flops_per_token * tokens_per_s / peak,
+    }
+
+
+def bench_t1jax(batch: int, seq: int, steps: int, warmup: int, peak: float) -> dict:
+    """t1jax's jitted SFT step, built as the training loop builds it."""
+    cfg, mc = demo_model_config(batch, seq)
+    mesh, rules = parallel.make_mesh(cfg.mesh), parallel.rules_table(cfg.mesh.rules)
+    total_steps = warmup + steps
+    layout = make_layout(mc, make_optimizer(cfg.optim, total_steps), mesh, rules)
+    state = layout.init(0)
+    step = make_sft_step(layout, learning_rate_schedule(cfg.optim, total_steps), grad_accum_steps=1)
+    tokens = random_tokens(batch, seq, mc.vocab_size)
+    host_batch = {"tokens": tokens, "loss_mask": np.ones_like(tokens)}
+    data = parallel.to_global(host_batch, parallel.batch_sharding(mesh, rules))
+
+    start = time.perf_counter()
+    compiled = step.lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        state, metrics = compiled(state, data)
+        metrics["loss"].block_until_ready()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    result = summarize(times, compile_s, batch * seq, mc.flops_per_token(seq), peak)
+    return {"final_loss": float(metrics["loss"]), "num_params": mc.num_params(), **result}
+
+
+def torch_peer(mc: ModelConfig, seq: int):
+    """A transformers Llama of t1jax's shape and its AdamW (t1jax's default hyperparameters)."""
+    import torch
+    import transformers
+
+    config = transformers.LlamaConfig(
+        vocab_size=mc.vocab_size,
+        hidden_size=mc.d_model,
+        intermediate_size=mc.mlp_dim,
+        num_hidden_layers=mc.num_layers,
+        num_attention_heads=mc.num_heads,
+        num_key_value_heads=mc.num_kv_heads,
+        head_dim=mc.dim_per_head,
+        max_position_embeddings=seq,
+        rms_norm_eps=mc.norm_eps,
+        rope_theta=mc.rope_base,
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+    )
+    model = transformers.LlamaForCausalLM(config).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
+    return model, opt
+
+
+def bench_torch(batch: int, seq: int, steps: int, warmup: int, peak: float) -> dict:
+    """The same step in PyTorch eager: forward, cross-entropy, backward, clip, AdamW."""
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as e:
+        reason = f"{e} (install the bench extra: pip install -e '.[bench]')"
+        print(f"torch peer skipped: {reason}", file=sys.stderr)
+        return {"skipped": reason}
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    _, mc = demo_model_config(batch, seq)
+    model, opt = torch_peer(mc, seq)
+    tokens = torch.from_numpy(random_tokens(batch, seq, mc.vocab_size)).long()
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+
+    def step():
+        logits = model(input_ids=inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        loss = step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    result = summarize(times, 0.0, batch * seq, mc.flops_per_token(seq), peak)
+    return {
+        "final_loss": loss,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+        "attn_implementation": model.config._attn_implementation,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        **result,
+    }
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--matmul-n", type=int, default=2048)
+    p.add_argument("--skip-torch", action="store_true", help="measure t1jax only")
+    args = p.parse_args(argv)
+
+    peak = matmul_peak(args.matmul_n)
+    t1 = bench_t1jax(args.batch, args.seq, args.steps, args.warmup, peak["flops_per_s"])
+    if args.skip_torch:
+        peer = {"skipped": "--skip-torch"}
+    else:
+        peer = bench_torch(args.batch, args.seq, args.steps, args.warmup, peak["flops_per_s"])
+    shape = {"batch": args.batch, "seq": args.seq, "steps": args.steps, "warmup": args.warmup}
+    report = {
+        "benchmark": "sft_train_step",
+        "machine": machine_info(),
+        "shape": {**shape, "tokens_per_step": args.batch * args.seq},
+        "flops_per_token": demo_model_config(args.batch, args.seq)[1].flops_per_token(args.seq),
+        "matmul_peak": peak,
+        "t1jax": t1,
+        "torch": peer,
+    }
+    if "tokens_per_s" in peer:
+        report["t1jax_over_torch_tokens_per_s"] = t1["tokens_per_s"] / peer["tokens_per_s"]
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The command line: bad input gives one clear line (no traceback), good input trains."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _t1jax(*args, cwd=None):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-m", "t1jax", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["sft", "--config.model.num_layrs=4"],
+            "unknown config key 'model.num_layrs'; did you mean 'model.num_layers'?",
+        ),
+        (["sft", "--config", "configs/nope.py"], "config file not found: configs/nope.py"),
+        (["sft", "--config.model.num_kv_heads=3"], "model.num_heads (8) must be divisible by model.num_kv_heads (3)"),
+        (["train"], "unknown command 'train'"),
+        (["sft", "--lr=3"], "unexpected argument '--lr=3'"),
+    ],
+)
+def test_config_mistakes(args, message):
+    code, _, err = _t1jax(*args)
+    assert code == 2
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_jsonl_line_and_not_a_checkpoint(tmp_path, tiny_config_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "c"}\n')
+    code, _, err = _t1jax(
+        "sft", "--config", tiny_config_path, f"--config.sft.data_path={data}", f"--config.run.workdir={tmp_path / 'w1'}"
+    )
+    assert code == 2 and f"{data}, line 2: missing field 'response'" in err and "Traceback" not in err
+
+    workdir = tmp_path / "w2"
+    (workdir / "checkpoints").mkdir(parents=True)
+    (workdir / "checkpoints" / "model.bin").write_text("x")
+    code, _, err = _t1jax("sft", "--config", tiny_config_path, f"--config.run.workdir={workdir}")
+    assert code == 2 and "holds no t1jax checkpoint" in err and str(workdir / "checkpoints") in err
+
+
+def test_sft_on_a_jsonl_file(tmp_path, tiny_config_path):
+    rows = [{"question": f"What is {i} + {i}?", "solution": f"{i} + {i} = {2 * i}"} for i in range(60)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    workdir = tmp_path / "run"
+    code, out, err = _t1jax(
+        "sft",
+        "--config",
+        tiny_config_path,
+        f"--config.sft.data_path={data}",
+        "--config.sft.prompt_field=question",
+        "--config.sft.response_field=solution",
+        "--config.sft.num_steps=2",
+        f"--config.run.workdir={workdir}",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["final_step"] == 2 and summary["num_train_examples"] == 57
+    assert (workdir / "tokenizer.model").is_file() and (workdir / "metrics.jsonl").is_file()
+    assert any(p.name.startswith("events.out.tfevents") for p in (workdir / "tensorboard").iterdir())

@@ -1,0 +1,99 @@
+"""Tokenizer, JSONL reading, SFT encoding and the resumable batch iterator."""
+
+import json
+
+import numpy as np
+import pytest
+
+from t1jax.data.arithmetic import addition_dataset
+from t1jax.data.jsonl import read_jsonl
+from t1jax.data.sft_batches import BatchIterator, EncodedExamples, encode_examples
+from t1jax.data.tokenizer import Tokenizer
+from t1jax.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    examples = addition_dataset(300, seed=0)
+    return Tokenizer.train((e[k] for e in examples for k in ("prompt", "response")), vocab_size=320)
+
+
+def test_tokenizer_round_trips_task_text_and_any_unicode(tokenizer, tmp_path):
+    for example in addition_dataset(20, seed=1):
+        text = example["prompt"] + example["response"]
+        assert tokenizer.decode(tokenizer.encode(text)) == text
+    unicode = "Ünïcödé → 数学 ∑ x² 🙂\ttabs  and  spaces"
+    assert tokenizer.decode(tokenizer.encode(unicode)) == unicode  # byte fallback
+    assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) == (0, 2, 3)
+    tokenizer.save(str(tmp_path / "t.model"))
+    loaded = Tokenizer.load(str(tmp_path / "t.model"))
+    assert loaded.encode("Add 12 and 7.") == tokenizer.encode("Add 12 and 7.")
+    (tmp_path / "junk.model").write_bytes(b"junk")
+    with pytest.raises(DataError, match="junk.model is not a sentencepiece model"):
+        Tokenizer.load(str(tmp_path / "junk.model"))
+
+
+def test_loss_mask_covers_exactly_the_response(tokenizer):
+    examples = [
+        {"prompt": "Add 1 and 2.\n", "response": "Answer: 3"},
+        {"prompt": "Add 5 and 5.\n", "response": "x" * 200},
+    ]
+    encoded = encode_examples(examples, tokenizer, seq_len=24)
+    prompt = [tokenizer.bos_id] + tokenizer.encode(examples[0]["prompt"])
+    response = tokenizer.encode(examples[0]["response"]) + [tokenizer.eos_id]
+    n = len(prompt) + len(response)
+    np.testing.assert_array_equal(encoded.tokens[0, :n], prompt + response)
+    assert (encoded.tokens[0, n:] == tokenizer.pad_id).all()
+    expected_mask = np.zeros(25, np.int32)
+    expected_mask[len(prompt) : n] = 1
+    np.testing.assert_array_equal(encoded.loss_mask[0], expected_mask)
+    assert encoded.num_truncated == 1 and encoded.loss_mask[1, -1] == 1
+
+
+def _data(n):
+    tokens = np.arange(n, dtype=np.int32)[:, None] * np.ones((1, 3), np.int32)
+    return EncodedExamples(tokens, np.ones_like(tokens), 0)
+
+
+def test_iterator_resumes_exactly_and_crosses_epochs():
+    it = BatchIterator(_data(10), batch_size=4, seed=1)
+    for _ in range(3):
+        next(it)
+    state = it.get_state()
+    expected = [next(it)["tokens"][:, 0] for _ in range(5)]
+    resumed = BatchIterator(_data(10), batch_size=4, seed=1)
+    resumed.set_state(state)
+    for batch in expected:
+        np.testing.assert_array_equal(next(resumed)["tokens"][:, 0], batch)
+    # every epoch visits every example once: the first 10 draws are a permutation of 0..9
+    fresh = BatchIterator(_data(10), batch_size=5, seed=2)
+    seen = np.concatenate([next(fresh)["tokens"][:, 0] for _ in range(2)])
+    assert sorted(seen) == list(range(10))
+
+
+def test_process_shards_are_disjoint_and_cover_the_batch():
+    whole = BatchIterator(_data(16), batch_size=8, seed=3)
+    parts = [BatchIterator(_data(16), batch_size=8, seed=3, process_index=i, process_count=2) for i in range(2)]
+    for _ in range(4):
+        full = next(whole)["tokens"][:, 0]
+        a, b = (next(p)["tokens"][:, 0] for p in parts)
+        assert not set(a) & set(b)
+        np.testing.assert_array_equal(np.concatenate([a, b]), full)
+
+
+def test_jsonl_errors_name_file_and_line(tmp_path):
+    good = {"prompt": "p", "response": "r"}
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(good) + "\n\n" + "{not json\n")
+    with pytest.raises(DataError, match=r"d.jsonl, line 3: not valid JSON"):
+        read_jsonl(str(path), ("prompt", "response"))
+    path.write_text(json.dumps(good) + "\n" + json.dumps({"prompt": "p"}) + "\n")
+    with pytest.raises(DataError, match=r"line 2: missing field 'response' \(has: prompt\)"):
+        read_jsonl(str(path), ("prompt", "response"))
+    path.write_text(json.dumps([1, 2]) + "\n")
+    with pytest.raises(DataError, match="line 1: expected a JSON object, got list"):
+        read_jsonl(str(path), ("prompt",))
+    with pytest.raises(DataError, match="data file not found"):
+        read_jsonl(str(tmp_path / "missing.jsonl"), ("prompt",))
+    path.write_text(json.dumps(good) + "\n")
+    assert read_jsonl(str(path), ("prompt", "response")) == [good]
