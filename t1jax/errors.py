@@ -15,3 +15,7 @@ class DataError(T1jaxError):
 
 class CheckpointError(T1jaxError):
     """A checkpoint directory is missing, not a checkpoint, or does not fit the model."""
+
+
+class SamplingError(T1jaxError, ValueError):
+    """Bad arguments to the sampler (empty or too long prompts, K < 1, filter values)."""

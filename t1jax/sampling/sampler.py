@@ -1,0 +1,205 @@
+"""The jitted sampler: prefill each prompt once, decode K samples per prompt in a while_loop.
+
+The loop exits as soon as every sequence has stopped; the KV cache has a static shape and
+its buffer is updated in place. Prompt and batch sizes are bucketed (powers of two) so a run
+compiles a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from t1jax import parallel
+from t1jax.errors import SamplingError
+from t1jax.model import KVCache, ModelConfig, forward
+from t1jax.sampling.strategies import Strategy, choose
+
+
+@dataclasses.dataclass
+class SamplerOutput:
+    """Samples of P prompts x K: row p * K + k is sample k of prompt p.
+
+    tokens [N, max_new_tokens]: generated tokens, `pad_id` after the stop token.
+    logprobs [N, max_new_tokens]: log-probability of each generated token under the model's
+        own distribution at temperature 1 with no filtering (log pi_old for RL), whatever
+        strategy chose it; 0 on padding.
+    lengths [N]: generated tokens including the stop token.
+    finished [N]: a stop token was produced; truncated = not finished (hit the limit).
+    """
+
+    tokens: np.ndarray
+    logprobs: np.ndarray
+    lengths: np.ndarray
+    finished: np.ndarray
+
+    @property
+    def truncated(self) -> np.ndarray:
+        return ~self.finished
+
+
+def bucket(n: int, minimum: int = 8) -> int:
+    """The next power of two >= n (at least `minimum`)."""
+    return max(minimum, 1 << max(n - 1, 0).bit_length())
+
+
+def _cache_spec(rules: dict, mesh) -> PartitionSpec:
+    return parallel.partition_spec(("batch", "kv_heads", None, None), rules, mesh=mesh)
+
+
+def decode(
+    config: ModelConfig,
+    strategy: Strategy,
+    max_new_tokens: int,
+    num_samples: int,
+    stop_ids: tuple[int, ...],
+    pad_id: int,
+    cache_sharding,
+    params,
+    tokens_PL,
+    mask_PL,
+    key,
+):
+    """The traced body of the sampler (see Sampler). Prompts are left-padded: the last column
+    is every prompt's last token, and padding slots are masked out of the cache."""
+    P, L = tokens_PL.shape
+    K, N = num_samples, tokens_PL.shape[0] * num_samples
+    positions = jnp.maximum(jnp.cumsum(mask_PL, axis=1) - 1, 0).astype(jnp.int32)
+    cache = KVCache.empty(config, P, L + max_new_tokens)
+    logits, cache = forward(config, params, tokens_PL, positions, mask_PL, cache)
+
+    def share(x):  # the prompt's cache serves all its K samples (prefill ran once per prompt)
+        x = jnp.repeat(x, K, axis=0)
+        return x if cache_sharding is None else jax.lax.with_sharding_constraint(x, cache_sharding)
+
+    cache = KVCache(
+        k=tuple(map(share, cache.k)),
+        v=tuple(map(share, cache.v)),
+        key_pos_BS=jnp.repeat(cache.key_pos_BS, K, axis=0),
+        index=cache.index,
+    )
+    stops = jnp.asarray(stop_ids, jnp.int32)
+
+    def emit(state, logits_NV, step_key):
+        """Chooses the next tokens from `logits_NV` and writes them at column `step`."""
+        step, cache, position, done, length, tokens, logprobs, _ = state
+        token = choose(step_key, logits_NV, strategy)
+        logp = jnp.take_along_axis(jax.nn.log_softmax(logits_NV, axis=-1), token[:, None], axis=-1)[:, 0]
+        token, logp = jnp.where(done, pad_id, token), jnp.where(done, 0.0, logp)
+        tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, step))
+        logprobs = jax.lax.dynamic_update_slice(logprobs, logp[:, None], (0, step))
+        length = length + (~done).astype(jnp.int32)
+        done = done | jnp.isin(token, stops)
+        return step + 1, cache, position, done, length, tokens, logprobs, token
+
+    def keep_going(state):
+        step, done = state[0], state[3]
+        return (step < max_new_tokens) & ~jnp.all(done)
+
+    def next_token(carry):
+        state, key = carry
+        key, step_key = jax.random.split(key)
+        step, cache, position, done, length, tokens, logprobs, last = state
+        logits, cache = forward(config, params, last[:, None], position[:, None], None, cache)
+        state = (step, cache, position + 1, done, length, tokens, logprobs, last)
+        return emit(state, logits[:, 0], step_key), key
+
+    key, first_key = jax.random.split(key)
+    state = (
+        jnp.int32(0),
+        cache,
+        jnp.repeat(positions[:, -1] + 1, K),
+        jnp.zeros(N, bool),
+        jnp.zeros(N, jnp.int32),
+        jnp.full((N, max_new_tokens), pad_id, jnp.int32),
+        jnp.zeros((N, max_new_tokens), jnp.float32),
+        jnp.zeros(N, jnp.int32),
+    )
+    state = emit(state, jnp.repeat(logits[:, -1], K, axis=0), first_key)
+    state, _ = jax.lax.while_loop(lambda c: keep_going(c[0]), next_token, (state, key))
+    _, _, _, done, length, tokens, logprobs, _ = state
+    return tokens, logprobs, length, done
+
+
+class Sampler:
+    """Samples K continuations of each prompt with one compiled function per bucket.
+
+    With a `layout` (t1jax.train.state.StateLayout) the params and the batch are sharded on its
+    mesh (batch over the 'batch' rule, cache heads over 'kv_heads'); without one it runs on the
+    default device.
+    """
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        strategy: Strategy,
+        max_new_tokens: int,
+        num_samples: int = 1,
+        stop_ids: tuple[int, ...] = (),
+        pad_id: int = 0,
+        max_prompt_len: int = 1024,
+        layout=None,
+    ):
+        if num_samples < 1:
+            raise SamplingError(f"num_samples (K) must be >= 1, got {num_samples}")
+        if max_new_tokens < 1:
+            raise SamplingError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.model_config, self.max_prompt_len, self.layout = model_config, max_prompt_len, layout
+        self.num_samples, self.pad_id = num_samples, pad_id
+        self._static = (model_config, strategy, max_new_tokens, num_samples, tuple(int(s) for s in stop_ids), pad_id)
+        self._compiled: dict = {}
+
+    def _function(self, num_prompts: int):
+        if num_prompts in self._compiled:
+            return self._compiled[num_prompts]
+        layout = self.layout
+        if layout is None:
+            fn = jax.jit(functools.partial(decode, *self._static, None))
+        else:
+            mesh, rules = layout.mesh, layout.rules
+            batch = parallel.batch_sharding(mesh, rules)
+            rows = NamedSharding(mesh, parallel.partition_spec(("batch",), rules, mesh=mesh))
+            fn = jax.jit(
+                functools.partial(decode, *self._static, NamedSharding(mesh, _cache_spec(rules, mesh))),
+                in_shardings=(layout.shardings.params, batch, batch, parallel.replicated(mesh)),
+                out_shardings=(batch, batch, rows, rows),
+            )
+        self._compiled[num_prompts] = fn
+        return fn
+
+    def batch_multiple(self) -> int:
+        """Prompt batches are padded to a multiple of the mesh's batch shards."""
+        if self.layout is None:
+            return 1
+        shards = 1
+        for axis in self.layout.rules.get("batch", ()):
+            shards *= self.layout.mesh.shape[axis]
+        return shards
+
+    def __call__(self, params, prompts: list[list[int]], key) -> SamplerOutput:
+        if not prompts:
+            raise SamplingError("no prompts given")
+        for i, prompt in enumerate(prompts):
+            if len(prompt) == 0:
+                raise SamplingError(f"prompt {i} is empty (it needs at least a BOS token)")
+            if len(prompt) > self.max_prompt_len:
+                raise SamplingError(
+                    f"prompt {i} has {len(prompt)} tokens, more than max_prompt_len {self.max_prompt_len}"
+                )
+        width = min(bucket(max(map(len, prompts))), bucket(self.max_prompt_len))
+        rows = bucket(len(prompts), minimum=1)
+        rows = -(-rows // self.batch_multiple()) * self.batch_multiple()
+        tokens = np.full((rows, width), self.pad_id, np.int32)
+        mask = np.zeros((rows, width), bool)
+        for i, prompt in enumerate(prompts):
+            tokens[i, width - len(prompt) :], mask[i, width - len(prompt) :] = prompt, True
+        mask[len(prompts) :, -1] = True  # filler rows: one token, dropped from the output
+        out = self._function(rows)(params, tokens, mask, key)
+        n = len(prompts) * self.num_samples
+        tokens, logprobs, lengths, finished = (np.asarray(x)[:n] for x in out)
+        return SamplerOutput(tokens, logprobs, lengths, finished)

@@ -1,0 +1,73 @@
+"""How the next token is chosen: small frozen (hashable, jit-static) dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from t1jax.errors import SamplingError
+
+_NEG_INF = -jnp.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy:
+    """Always the most likely token."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """Draw from softmax(logits / temperature), restricted by any combination of filters.
+
+    top_k: keep the k most likely tokens (0: off). top_p: keep the smallest set of most likely
+    tokens whose probability reaches top_p (1.0: off). min_p: keep tokens whose probability is
+    at least min_p times that of the most likely one (0.0: off). Filters apply after the
+    temperature, in the order top-k, top-p, min-p; the most likely token always survives.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise SamplingError(f"temperature must be > 0, got {self.temperature} (use Greedy() for argmax)")
+        if self.top_k < 0:
+            raise SamplingError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise SamplingError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p < 1:
+            raise SamplingError(f"min_p must be in [0, 1), got {self.min_p}")
+
+
+Strategy = Greedy | Sample
+
+
+def filtered_logits(logits_BV, strategy: Sample):
+    """Logits scaled by 1/temperature with the filtered-out tokens set to -inf."""
+    logits = logits_BV.astype(jnp.float32) / strategy.temperature
+    if strategy.top_k:
+        kth = jax.lax.top_k(logits, strategy.top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, _NEG_INF, logits)
+    if strategy.top_p < 1.0:
+        sorted_desc = jnp.sort(logits, axis=-1)[..., ::-1]
+        probs = jax.nn.softmax(sorted_desc, axis=-1)
+        # mass of strictly more likely tokens: a token is kept while that is below top_p
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        kept = mass_before < strategy.top_p
+        threshold = jnp.min(jnp.where(kept, sorted_desc, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < threshold, _NEG_INF, logits)
+    if strategy.min_p > 0.0:
+        log_max = jnp.max(logits, axis=-1, keepdims=True)
+        logits = jnp.where(logits < log_max + jnp.log(strategy.min_p), _NEG_INF, logits)
+    return logits
+
+
+def choose(key, logits_BV, strategy: Strategy):
+    """The next token of every row."""
+    if isinstance(strategy, Greedy):
+        return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, filtered_logits(logits_BV, strategy), axis=-1).astype(jnp.int32)

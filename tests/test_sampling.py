@@ -1,0 +1,179 @@
+"""The sampler against full forward passes, exact distributions and its own contract."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from t1jax import config as config_lib
+from t1jax.errors import SamplingError
+from t1jax.model import KVCache, ModelConfig, init_params
+from t1jax.model import forward as eager_forward
+from t1jax.sampling import Greedy, Sample, Sampler, choose, decode
+from t1jax.train.state import layout_from_config
+
+CONFIG = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=64)
+forward = jax.jit(eager_forward, static_argnums=0)
+# float32, logits of magnitude ~5: cached and full passes sum in different orders.
+FP32 = dict(rtol=1e-4, atol=1e-4)
+PROMPTS = [[2, 5, 6, 7, 8, 9], [2, 11], [2, 30, 31, 32]]
+
+
+@functools.cache
+def params():
+    # scaled up so the untrained model has peaked, input-dependent distributions
+    return jax.tree.map(lambda x: x * 2.0, jax.jit(init_params, static_argnums=(0, 1))(CONFIG, 0))
+
+
+def _full_logprobs(prompt, generated):
+    """log_softmax of a full forward pass (no cache) at each generated position."""
+    sequence = np.asarray([list(prompt) + list(generated)])
+    logits, _ = forward(CONFIG, params(), sequence)
+    return np.asarray(jax.nn.log_softmax(logits[0, len(prompt) - 1 : -1], axis=-1))
+
+
+def test_cached_decode_logits_equal_full_forward_with_left_padding():
+    prompt, continuation = [2, 5, 6, 7], [9, 10, 11, 12, 13]
+    width, pad = 8, 4
+    tokens = np.zeros((1, width), np.int32)
+    tokens[0, pad:] = prompt
+    mask = np.arange(width)[None] >= pad
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    cache = KVCache.empty(CONFIG, 1, width + len(continuation))
+    logits, cache = forward(CONFIG, params(), tokens, positions, mask, cache)
+    full, _ = forward(CONFIG, params(), np.asarray([prompt + continuation]))
+    np.testing.assert_allclose(logits[0, -1], full[0, len(prompt) - 1], **FP32)
+    for i, token in enumerate(continuation):
+        logits, cache = forward(CONFIG, params(), np.asarray([[token]]), np.asarray([[len(prompt) + i]]), None, cache)
+        np.testing.assert_allclose(logits[0, 0], full[0, len(prompt) + i], **FP32)
+
+
+def _greedy_without_cache(prompt, steps):
+    sequence = list(prompt)
+    for _ in range(steps):
+        logits, _ = forward(CONFIG, params(), np.asarray([sequence]))
+        sequence.append(int(np.argmax(logits[0, -1])))
+    return sequence[len(prompt) :]
+
+
+def test_greedy_with_and_without_cache_agree_and_top_k_1_is_greedy():
+    out = Sampler(CONFIG, Greedy(), max_new_tokens=8)(params(), PROMPTS, jax.random.key(0))
+    for row, prompt in enumerate(PROMPTS):
+        assert out.tokens[row].tolist() == _greedy_without_cache(prompt, 8)
+    top1 = Sampler(CONFIG, Sample(temperature=0.7, top_k=1), max_new_tokens=8)(params(), PROMPTS, jax.random.key(5))
+    np.testing.assert_array_equal(top1.tokens, out.tokens)
+
+
+def test_returned_logprobs_are_the_temperature_1_model_logprobs():
+    sampler = Sampler(CONFIG, Sample(temperature=1.5, top_p=0.9), max_new_tokens=6, num_samples=2)
+    out = sampler(params(), PROMPTS, jax.random.key(1))
+    for row in range(len(PROMPTS) * 2):
+        prompt, generated = PROMPTS[row // 2], out.tokens[row]
+        reference = _full_logprobs(prompt, generated)
+        expected = reference[np.arange(6), generated]
+        np.testing.assert_allclose(out.logprobs[row], expected, rtol=1e-4, atol=1e-4)
+
+
+# Significance level of the distribution tests: a correct sampler fails with probability 1e-3.
+ALPHA = 1e-3
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sample_frequencies_match_softmax_over_temperature(temperature):
+    logits = jnp.asarray([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    draws = 60_000
+    tokens = choose(jax.random.key(42), jnp.broadcast_to(logits, (draws, 6)), Sample(temperature=temperature))
+    observed = np.bincount(np.asarray(tokens), minlength=6)
+    expected = np.asarray(jax.nn.softmax(logits / temperature)) * draws
+    statistic = ((observed - expected) ** 2 / expected).sum()
+    assert statistic < stats.chi2.ppf(1 - ALPHA, df=5), (observed, expected)
+
+
+def test_top_p_and_min_p_never_leave_their_sets_and_keep_proportions():
+    logits = jnp.asarray([3.0, 2.5, 2.0, 0.0, -1.0, -2.0, -4.0, -5.0])
+    probs = np.asarray(jax.nn.softmax(logits))
+    # numpy nucleus: the smallest prefix of the sorted tokens with mass >= 0.8
+    order = np.argsort(-probs)
+    size = int(np.searchsorted(np.cumsum(probs[order]), 0.8) + 1)
+    nucleus = set(order[:size].tolist())
+    draws = 40_000
+    tokens = np.asarray(choose(jax.random.key(7), jnp.broadcast_to(logits, (draws, 8)), Sample(top_p=0.8)))
+    assert set(tokens.tolist()) <= nucleus and len(set(tokens.tolist())) == len(nucleus)
+    kept = np.asarray(sorted(nucleus))
+    observed = np.bincount(tokens, minlength=8)[kept]
+    expected = probs[kept] / probs[kept].sum() * draws
+    assert ((observed - expected) ** 2 / expected).sum() < stats.chi2.ppf(1 - ALPHA, df=len(kept) - 1)
+    min_p = np.asarray(choose(jax.random.key(8), jnp.broadcast_to(logits, (draws, 8)), Sample(min_p=0.3)))
+    assert set(min_p.tolist()) == {i for i in range(8) if probs[i] >= 0.3 * probs.max()}
+
+
+def test_stop_ids_end_sequences_and_the_rest_is_padding():
+    free = Sampler(CONFIG, Greedy(), max_new_tokens=10)(params(), PROMPTS, jax.random.key(0))
+    stop = int(free.tokens[0, 3])  # a token the first prompt produces at step 3
+    first = int(np.argmax(free.tokens[0] == stop))
+    out = Sampler(CONFIG, Greedy(), max_new_tokens=10, stop_ids=(stop,), pad_id=0)(params(), PROMPTS, jax.random.key(0))
+    assert out.finished[0] and out.lengths[0] == first + 1
+    np.testing.assert_array_equal(out.tokens[0, : first + 1], free.tokens[0, : first + 1])
+    assert (out.tokens[0, first + 1 :] == 0).all() and (out.logprobs[0, first + 1 :] == 0).all()
+    for row in range(len(PROMPTS)):
+        if stop not in free.tokens[row]:
+            assert out.truncated[row] and out.lengths[row] == 10
+
+
+def test_k_samples_differ_and_prefill_runs_once_per_prompt():
+    K = 4
+    out = Sampler(CONFIG, Sample(temperature=1.0), max_new_tokens=8, num_samples=K)(
+        params(), PROMPTS, jax.random.key(3)
+    )
+    for p in range(len(PROMPTS)):
+        rows = {tuple(r) for r in out.tokens[p * K : (p + 1) * K]}
+        assert len(rows) > 1
+    # The compiled function's only wide (prompt-length) projections act on P rows, never P*K.
+    P, L = 3, 8
+    traced = jax.make_jaxpr(functools.partial(decode, CONFIG, Sample(), 8, K, (), 0, None))(
+        params(), jnp.zeros((P, L), jnp.int32), jnp.ones((P, L), bool), jax.random.key(0)
+    )
+    text = str(traced)
+    assert f"f32[{P},{L},32]" in text
+    assert f"[{P * K},{L},32]" not in text and f"[{P * K},{L},4,8]" not in text
+
+
+def test_sharded_greedy_equals_single_device():
+    config = config_lib.load(
+        None,
+        {
+            "model.vocab_size": 64,
+            "model.d_model": 32,
+            "model.num_layers": 2,
+            "model.num_heads": 4,
+            "model.num_kv_heads": 2,
+            "model.mlp_dim": 64,
+            "mesh.data": 2,
+            "mesh.fsdp": 2,
+            "mesh.tensor": 2,
+        },
+    )
+    layout = layout_from_config(config, 1)
+    sharded_params = jax.device_put(params(), layout.shardings.params)
+    sampler = Sampler(CONFIG, Greedy(), max_new_tokens=8, num_samples=2, layout=layout)
+    out = sampler(sharded_params, PROMPTS, jax.random.key(0))
+    reference = Sampler(CONFIG, Greedy(), max_new_tokens=8, num_samples=2)(params(), PROMPTS, jax.random.key(0))
+    np.testing.assert_array_equal(out.tokens, reference.tokens)
+    np.testing.assert_allclose(out.logprobs, reference.logprobs, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(SamplingError, match="num_samples"):
+        Sampler(CONFIG, Greedy(), max_new_tokens=4, num_samples=0)
+    with pytest.raises(SamplingError, match="top_p must be in"):
+        Sample(top_p=1.5)
+    with pytest.raises(SamplingError, match="top_p must be in"):
+        Sample(top_p=0.0)
+    sampler = Sampler(CONFIG, Greedy(), max_new_tokens=4, max_prompt_len=5)
+    with pytest.raises(SamplingError, match="prompt 1 is empty"):
+        sampler(params(), [[2], []], jax.random.key(0))
+    with pytest.raises(SamplingError, match="prompt 0 has 6 tokens, more than max_prompt_len 5"):
+        sampler(params(), [[2] * 6], jax.random.key(0))
