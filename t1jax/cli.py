@@ -12,6 +12,8 @@ USAGE = """usage: t1jax <command> [--config FILE] [--config.section.key=value ..
 
 commands:
   sft       supervised fine-tuning (default: the built-in arithmetic task)
+  sample    sample from the latest checkpoint of run.workdir:
+            --prompt TEXT (repeatable) [--num_samples K]
   config    print the resolved config and exit
 
 FILE is a Python file whose get_config() returns an ml_collections.ConfigDict (see configs/);
@@ -19,34 +21,52 @@ overrides are parsed by the type of the key's default, e.g. --config.model.num_l
 """
 
 
-def parse_args(argv: list[str]) -> tuple[str, str | None, list[str]]:
+# Options that a command takes besides the config: name -> (type, repeatable).
+OPTIONS = {"sample": {"prompt": (str, True), "num_samples": (int, False)}}
+
+
+def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], dict]:
+    """(command, config path, config overrides, command options)."""
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         raise SystemExit(0)
-    command, path, overrides = argv[0], None, []
+    command, path, overrides, options = argv[0], None, [], {}
+    allowed = OPTIONS.get(command, {})
     rest = iter(argv[1:])
     for arg in rest:
-        if arg == "--config":
-            path = next(rest, None)
-            if path is None:
-                raise config_lib.ConfigError("--config needs a file name")
-        elif arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        elif arg.startswith("--config."):
+        name, has_value, value = arg[2:].partition("=")
+        if arg.startswith("--config."):
             overrides.append(arg)
-        else:
+            continue
+        if not arg.startswith("--") or (name != "config" and name not in allowed):
             raise config_lib.ConfigError(f"unexpected argument '{arg}' (see t1jax --help)")
-    return command, path, overrides
+        if not has_value:
+            value = next(rest, None)
+            if value is None:
+                raise config_lib.ConfigError(f"--{name} needs a value")
+        if name == "config":
+            path = value
+            continue
+        kind, repeatable = allowed[name]
+        try:
+            value = kind(value)
+        except ValueError:
+            raise config_lib.ConfigError(f"--{name} must be {kind.__name__}, got {value!r}") from None
+        if repeatable:
+            options.setdefault(name, []).append(value)
+        else:
+            options[name] = value
+    return command, path, overrides, options
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        command, path, overrides = parse_args(argv)
+        command, path, overrides, options = parse_args(argv)
         if command not in COMMANDS:
             raise config_lib.ConfigError(f"unknown command '{command}' (commands: {', '.join(COMMANDS)})")
         config = config_lib.load(path, overrides)
-        COMMANDS[command](config)
+        COMMANDS[command](config, **options)
     except T1jaxError as e:
         print(f"t1jax: error: {e}", file=sys.stderr)
         return 2
@@ -62,11 +82,20 @@ def _sft(config) -> None:
     print(json.dumps(run_sft(config), indent=2))
 
 
+def _sample(config, prompt: list[str] | None = None, num_samples: int | None = None) -> None:
+    from t1jax.sample_command import run_sample
+
+    if not prompt:
+        raise config_lib.ConfigError("sample needs at least one --prompt TEXT")
+    for result in run_sample(config, prompt, num_samples):
+        print(json.dumps(result))
+
+
 def _config(config) -> None:
     print(config)
 
 
-COMMANDS = {"sft": _sft, "config": _config}
+COMMANDS = {"sft": _sft, "sample": _sample, "config": _config}
 
 if __name__ == "__main__":
     sys.exit(main())

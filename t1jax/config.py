@@ -181,6 +181,13 @@ def validate(config) -> None:
         f"sft.batch_size ({s.batch_size}) must be divisible by sft.grad_accum_steps ({s.grad_accum_steps})",
     )
     _require(0 <= s.eval_fraction < 1, f"sft.eval_fraction must be in [0, 1), got {s.eval_fraction}")
+    sp = config.sampling
+    _require(sp.temperature >= 0, f"sampling.temperature must be >= 0 (0: greedy), got {sp.temperature}")
+    _require(0 < sp.top_p <= 1, f"sampling.top_p must be in (0, 1], got {sp.top_p}")
+    _require(0 <= sp.min_p < 1, f"sampling.min_p must be in [0, 1), got {sp.min_p}")
+    for key in ("num_samples", "max_new_tokens", "max_prompt_len"):
+        _require(sp[key] >= 1, f"sampling.{key} must be >= 1, got {sp[key]}")
+    _require(sp.top_k >= 0, f"sampling.top_k must be >= 0, got {sp.top_k}")
     _require(
         config.checkpoint.max_to_keep > 0 and config.checkpoint.save_every > 0,
         "checkpoint.max_to_keep and checkpoint.save_every must be positive",

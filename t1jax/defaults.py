@@ -82,6 +82,17 @@ def base_config() -> ml_collections.ConfigDict:
     s.eval_every = 50
     s.num_builtin_examples = 4000
 
+    # Sampling (the `sample` command; RL rollouts use it too).
+    c.sampling = sp = ml_collections.ConfigDict()
+    sp.temperature = 1.0  # 0: greedy
+    sp.top_k = 0  # 0: off
+    sp.top_p = 1.0  # 1.0: off
+    sp.min_p = 0.0  # 0.0: off
+    sp.num_samples = 4  # K samples per prompt
+    sp.max_new_tokens = 96
+    sp.max_prompt_len = 256
+    sp.seed = 0
+
     # Run bookkeeping.
     c.run = ml_collections.ConfigDict()
     c.run.workdir = "runs/default"

@@ -70,3 +70,32 @@ def test_sft_on_a_jsonl_file(tmp_path, tiny_config_path):
     assert summary["final_step"] == 2 and summary["num_train_examples"] == 57
     assert (workdir / "tokenizer.model").is_file() and (workdir / "metrics.jsonl").is_file()
     assert any(p.name.startswith("events.out.tfevents") for p in (workdir / "tensorboard").iterdir())
+
+
+def test_sample_from_a_trained_run(tmp_path, tiny_config_path):
+    workdir = tmp_path / "run"
+    base = ["--config", tiny_config_path, f"--config.run.workdir={workdir}"]
+    code, _, err = _t1jax("sample", *base, "--prompt", "Add 1 and 2.\n")
+    assert code == 2 and "tokenizer file not found" in err
+    code, _, err = _t1jax("sft", *base, "--config.sft.num_steps=2")
+    assert code == 0, err
+    code, out, err = _t1jax(
+        "sample",
+        *base,
+        "--prompt",
+        "Add 1 and 2.\n",
+        "--prompt=Add 3 and 4.\n",
+        "--num_samples",
+        "3",
+        "--config.sampling.max_new_tokens=5",
+    )
+    assert code == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [(r["prompt"], r["sample"]) for r in results] == [
+        (p, k) for p in ("Add 1 and 2.\n", "Add 3 and 4.\n") for k in range(3)
+    ]
+    assert all(1 <= r["tokens"] <= 5 and r["mean_logprob"] < 0 for r in results)
+    code, _, err = _t1jax("sample", *base, "--num_samples", "x", "--prompt", "p")
+    assert code == 2 and "--num_samples must be int" in err
+    code, _, err = _t1jax("sample", *base, "--prompt", "p", "--config.sampling.top_p=1.5")
+    assert code == 2 and "top_p must be in (0, 1]" in err and "Traceback" not in err

@@ -77,4 +77,7 @@ class Tokenizer:
         return self._sp.EncodeAsIds(text)
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self._sp.DecodeIds([int(i) for i in ids])
+        """Text of `ids`; ids beyond the tokenizer's vocabulary (a model's vocab_size may be
+        larger, padded for sharding) have no text and are left out."""
+        size = self.vocab_size
+        return self._sp.DecodeIds([int(i) for i in ids if 0 <= int(i) < size])
