@@ -7,7 +7,7 @@ import pytest
 
 from t1jax.data.arithmetic import addition_dataset
 from t1jax.data.jsonl import read_jsonl
-from t1jax.data.sft_batches import BatchIterator, EncodedExamples, encode_examples
+from t1jax.data.sft_batches import EncodedExamples, batch_stream, encode_examples
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import DataError
 
@@ -55,30 +55,33 @@ def _data(n):
     return EncodedExamples(tokens, np.ones_like(tokens), 0)
 
 
-def test_iterator_resumes_exactly_and_crosses_epochs():
-    it = BatchIterator(_data(10), batch_size=4, seed=1)
+def _first_column(batch):
+    return batch["tokens"][:, 0].tolist()
+
+
+def test_stream_resumes_exactly_and_crosses_epochs():
+    stream = iter(batch_stream(_data(10), batch_size=4, seed=1))
     for _ in range(3):
-        next(it)
-    state = it.get_state()
-    expected = [next(it)["tokens"][:, 0] for _ in range(5)]
-    resumed = BatchIterator(_data(10), batch_size=4, seed=1)
+        next(stream)
+    state = stream.get_state()
+    expected = [_first_column(next(stream)) for _ in range(5)]
+    resumed = iter(batch_stream(_data(10), batch_size=4, seed=1))
     resumed.set_state(state)
-    for batch in expected:
-        np.testing.assert_array_equal(next(resumed)["tokens"][:, 0], batch)
-    # every epoch visits every example once: the first 10 draws are a permutation of 0..9
-    fresh = BatchIterator(_data(10), batch_size=5, seed=2)
-    seen = np.concatenate([next(fresh)["tokens"][:, 0] for _ in range(2)])
-    assert sorted(seen) == list(range(10))
+    assert [_first_column(next(resumed)) for _ in range(5)] == expected
+    # every epoch visits every example once, in a new order each epoch
+    fresh = iter(batch_stream(_data(10), batch_size=5, seed=2))
+    epochs = [_first_column(next(fresh)) + _first_column(next(fresh)) for _ in range(2)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(10)) and epochs[0] != epochs[1]
 
 
 def test_process_shards_are_disjoint_and_cover_the_batch():
-    whole = BatchIterator(_data(16), batch_size=8, seed=3)
-    parts = [BatchIterator(_data(16), batch_size=8, seed=3, process_index=i, process_count=2) for i in range(2)]
+    whole = iter(batch_stream(_data(16), batch_size=8, seed=3))
+    parts = [iter(batch_stream(_data(16), batch_size=8, seed=3, process_index=i, process_count=2)) for i in range(2)]
     for _ in range(4):
-        full = next(whole)["tokens"][:, 0]
-        a, b = (next(p)["tokens"][:, 0] for p in parts)
-        assert not set(a) & set(b)
-        np.testing.assert_array_equal(np.concatenate([a, b]), full)
+        full = _first_column(next(whole))
+        a, b = (_first_column(next(p)) for p in parts)
+        assert len(a) == len(b) == 4 and not set(a) & set(b)
+        assert sorted(a + b) == sorted(full)
 
 
 def test_jsonl_errors_name_file_and_line(tmp_path):

@@ -1,9 +1,10 @@
-"""Tokenised SFT examples and a resumable, seeded, per-process batch iterator."""
+"""Tokenised SFT examples and the resumable, seeded, per-process Grain batch stream."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import grain
 import numpy as np
 
 from t1jax.data.tokenizer import Tokenizer
@@ -38,48 +39,21 @@ def encode_examples(
     return EncodedExamples(tokens, mask, truncated)
 
 
-class BatchIterator:
-    """Endless batches over shuffled examples; each epoch has its own seeded order.
+def batch_stream(data: EncodedExamples, batch_size: int, seed: int, process_index: int = 0,
+                 process_count: int = 1) -> grain.IterDataset:
+    """Endless batches of this process's rows, as a Grain dataset.
 
-    The state {"epoch", "position"} is saved with checkpoints: a resumed run sees exactly
-    the batches it would have seen. With several processes, every process draws the same
-    global batch and keeps its own contiguous slice of rows.
+    The examples are shuffled with `seed`, reshuffled every epoch, and batches run across
+    epoch boundaries, so no example is skipped. Process i of n keeps elements i, i+n, ... of
+    the global stream: the processes' batches are disjoint and together form the global
+    batch. An iterator's get_state()/set_state() (saved with checkpoints) resume it exactly.
     """
-
-    def __init__(
-        self, data: EncodedExamples, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1
-    ):
-        if batch_size % process_count:
-            raise ValueError(f"batch size {batch_size} must be divisible by {process_count} processes")
-        self.data, self.batch_size, self.seed = data, batch_size, seed
-        self.rows_per_process = batch_size // process_count
-        self.process_index = process_index
-        self.epoch, self.position = 0, 0
-
-    def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.data.tokens))
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        picked = []
-        while len(picked) < self.batch_size:
-            order = self._order(self.epoch)
-            take = order[self.position : self.position + self.batch_size - len(picked)]
-            picked.extend(take)
-            self.position += len(take)
-            if self.position >= len(order):
-                self.epoch, self.position = self.epoch + 1, 0
-        start = self.process_index * self.rows_per_process
-        rows = np.asarray(picked[start : start + self.rows_per_process])
-        return {"tokens": self.data.tokens[rows], "loss_mask": self.data.loss_mask[rows]}
-
-    def get_state(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def set_state(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+    if batch_size % process_count:
+        raise ValueError(f"batch size {batch_size} must be divisible by {process_count} processes")
+    tokens, mask = data.tokens, data.loss_mask
+    stream = grain.MapDataset.source(range(len(tokens))).seed(seed).shuffle().repeat(None)
+    stream = stream[process_index::process_count].map(lambda i: {"tokens": tokens[i], "loss_mask": mask[i]})
+    return stream.batch(batch_size // process_count).to_iter_dataset()
 
 
 def fixed_batches(data: EncodedExamples, batch_size: int) -> list[dict]:

@@ -16,7 +16,7 @@ import numpy as np
 from t1jax import parallel
 from t1jax.data.arithmetic import addition_dataset
 from t1jax.data.jsonl import read_jsonl
-from t1jax.data.sft_batches import BatchIterator, encode_examples, fixed_batches
+from t1jax.data.sft_batches import batch_stream, encode_examples, fixed_batches
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import ConfigError
 from t1jax.train.checkpoint import Checkpointer
@@ -82,7 +82,7 @@ def run_sft(config) -> dict:
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
     _check_batch_divides(s, layout.mesh, layout.rules)
 
-    batches = BatchIterator(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count())
+    batches = iter(batch_stream(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count()))
     checkpointer = Checkpointer(
         str(workdir / "checkpoints"), config.checkpoint.max_to_keep, config.checkpoint.async_save
     )

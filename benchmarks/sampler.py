@@ -1,0 +1,154 @@
+"""Sampler throughput: the KV-cache sampler against a recompute-everything sampler, this
+machine's float32 matmul peak and Hugging Face `generate`, all measured in one run.
+
+Figures (demo model shape, random weights, prompts of 32 tokens, no stop token so every
+sample runs to the limit):
+  - t1jax tokens/s for batch {64, 256} x new tokens {128, 512}, with achieved FLOP/s
+    (2 * matmul weights + 4 * layers * heads * head_dim * context, per generated token) as a
+    fraction of the matmul peak;
+  - the recompute sampler (full forward over the whole static-shape sequence buffer at every
+    step, no cache): its cost per step is constant, so a few steps give its exact rate;
+  - transformers `generate` (PyTorch, CPU) on a Llama of the same shape with sampling at
+    batch 64 (the `bench` extra; skipped with a note when missing).
+
+Run:  python benchmarks/sampler.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script's directory)
+from t1jax import config as config_lib
+from t1jax.model import ModelConfig, forward, init_params
+from t1jax.sampling import Sample, Sampler, choose
+
+PROMPT_LEN = 32
+
+
+def demo_model() -> ModelConfig:
+    return ModelConfig.from_config(config_lib.load().model)
+
+
+def decode_flops_per_token(mc: ModelConfig, context: float) -> float:
+    d, h, n, kv, f = mc.d_model, mc.dim_per_head, mc.num_heads, mc.num_kv_heads, mc.mlp_dim
+    weights = mc.num_layers * (d * n * h + 2 * d * kv * h + n * h * d + 3 * d * f) + d * mc.vocab_size
+    return 2 * weights + 4 * mc.num_layers * n * h * context
+
+
+def prompts(batch: int, vocab: int) -> list[list[int]]:
+    rng = np.random.default_rng(0)
+    return [[2] + rng.integers(4, vocab, PROMPT_LEN - 1).tolist() for _ in range(batch)]
+
+
+def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float) -> dict:
+    sampler = Sampler(mc, Sample(temperature=1.0), max_new_tokens=new_tokens, num_samples=1)
+    batch_prompts = prompts(batch, mc.vocab_size)
+    start = time.perf_counter()
+    sampler(params, batch_prompts, jax.random.key(0))  # compiles
+    compile_s = time.perf_counter() - start
+    times = []
+    for rep in range(2):
+        start = time.perf_counter()
+        out = sampler(params, batch_prompts, jax.random.key(rep + 1))
+        times.append(time.perf_counter() - start)
+    generated = int(out.lengths.sum())
+    tokens_per_s = generated / min(times)
+    flops = decode_flops_per_token(mc, PROMPT_LEN + new_tokens / 2) * tokens_per_s
+    return {"batch": batch, "new_tokens": new_tokens, "tokens_per_s": tokens_per_s, "seconds": min(times),
+            "compile_and_first_s": compile_s, "flops_per_s": flops, "fraction_of_peak": flops / peak}
+
+
+def bench_recompute(mc, params, batch: int, new_tokens: int, steps: int) -> dict:
+    """Each step runs the model over the whole (prompt + new_tokens) buffer without a cache."""
+    width = PROMPT_LEN + new_tokens
+    sample = Sample(temperature=1.0)
+
+    @jax.jit
+    def run(params, buffer, key):
+        def body(i, carry):
+            buffer, key = carry
+            key, sub = jax.random.split(key)
+            logits, _ = forward(mc, params, buffer)
+            position = PROMPT_LEN - 1 + i
+            token = choose(sub, jax.lax.dynamic_index_in_dim(logits, position, axis=1, keepdims=False), sample)
+            return jax.lax.dynamic_update_slice(buffer, token[:, None], (0, position + 1)), key
+
+        return jax.lax.fori_loop(0, steps, body, (buffer, key))[0]
+
+    buffer = np.zeros((batch, width), np.int32)
+    buffer[:, :PROMPT_LEN] = np.asarray(prompts(batch, mc.vocab_size))
+    run(params, buffer, jax.random.key(0)).block_until_ready()
+    start = time.perf_counter()
+    run(params, buffer, jax.random.key(1)).block_until_ready()
+    seconds = time.perf_counter() - start
+    return {"batch": batch, "new_tokens": new_tokens, "steps_timed": steps, "tokens_per_s": batch * steps / seconds}
+
+
+def bench_transformers(mc, batch: int, new_tokens: int) -> dict:
+    try:
+        import torch
+        import transformers
+    except ImportError as e:
+        print(f"transformers generate skipped: {e} (pip install -e '.[bench]')", file=sys.stderr)
+        return {"skipped": f"{e}; install the bench extra"}
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=mc.vocab_size, hidden_size=mc.d_model, intermediate_size=mc.mlp_dim,
+        num_hidden_layers=mc.num_layers, num_attention_heads=mc.num_heads, num_key_value_heads=mc.num_kv_heads,
+        head_dim=mc.dim_per_head, rope_theta=mc.rope_base, tie_word_embeddings=True,
+        max_position_embeddings=PROMPT_LEN + new_tokens)
+    model = transformers.LlamaForCausalLM(config).eval()
+    inputs = torch.tensor(prompts(batch, mc.vocab_size))
+    kwargs = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
+                  min_new_tokens=new_tokens, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        model.generate(inputs[:, :], **{**kwargs, "max_new_tokens": 4, "min_new_tokens": 4})
+        start = time.perf_counter()
+        out = model.generate(inputs, **kwargs)
+        seconds = time.perf_counter() - start
+    generated = (out.shape[1] - PROMPT_LEN) * batch
+    return {"batch": batch, "new_tokens": new_tokens, "tokens_per_s": generated / seconds,
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="batch 64 x 128 new tokens only")
+    args = parser.parse_args(argv)
+    mc = demo_model()
+    params = jax.jit(init_params, static_argnums=(0, 1))(mc, 0)
+    peak = matmul_peak(2048)["flops_per_s"]
+    grid = [(64, 128)] if args.quick else [(64, 128), (64, 512), (256, 128), (256, 512)]
+    t1jax_rows = [bench_t1jax(mc, params, b, m, peak) for b, m in grid]
+    recompute = bench_recompute(mc, params, 64, 128, steps=8)
+    peer = bench_transformers(mc, 64, 128)
+    base = next(r for r in t1jax_rows if (r["batch"], r["new_tokens"]) == (64, 128))
+    report = {
+        "benchmark": "sampler",
+        "machine": machine_info(),
+        "model": {"layers": mc.num_layers, "d_model": mc.d_model, "heads": mc.num_heads,
+                  "kv_heads": mc.num_kv_heads, "vocab": mc.vocab_size, "prompt_len": PROMPT_LEN},
+        "matmul_peak_flops_per_s": peak,
+        "t1jax": t1jax_rows,
+        "recompute": recompute,
+        "transformers_generate": peer,
+        "t1jax_over_recompute_at_64x128": base["tokens_per_s"] / recompute["tokens_per_s"],
+    }
+    if "tokens_per_s" in peer:
+        report["t1jax_over_transformers_at_64x128"] = base["tokens_per_s"] / peer["tokens_per_s"]
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    jnp.zeros(())  # initialise the backend before timing anything
+    main()
