@@ -25,8 +25,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from common import machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script's directory)
+
 from t1jax import config as config_lib
 from t1jax.model import ModelConfig, forward, init_params
 from t1jax.sampling import Sample, Sampler, choose

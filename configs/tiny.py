@@ -7,7 +7,7 @@ def get_config():
     c = base_config()
     m = c.model
     m.vocab_size, m.d_model, m.num_layers, m.num_heads, m.num_kv_heads, m.mlp_dim = 320, 32, 2, 4, 2, 64
-    c.sft.seq_len = 48
+    c.sft.seq_len = 160
     c.sft.batch_size = 8
     c.sft.num_steps = 6
     c.sft.eval_every = 3

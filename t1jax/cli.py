@@ -11,7 +11,7 @@ from t1jax.errors import T1jaxError
 USAGE = """usage: t1jax <command> [--config FILE] [--config.section.key=value ...]
 
 commands:
-  sft       supervised fine-tuning (default: the built-in arithmetic task)
+  sft       supervised fine-tuning (default: the built-in countdown task)
   sample    sample from the latest checkpoint of run.workdir:
             --prompt TEXT (repeatable) [--num_samples K]
   config    print the resolved config and exit

@@ -70,7 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Supervised fine-tuning.
     c.sft = s = ml_collections.ConfigDict()
-    s.data_path = ""  # JSONL of {prompt, response}; "" = built-in arithmetic task
+    s.data_path = ""  # JSONL of {prompt, response}; "" = synthesized traces of the built-in task
+    s.task = "countdown"  # built-in task ("countdown", "linear_equation") when data_path is ""
+    s.strict_data = False  # a bad JSONL line: False = skip, count and report it; True = stop
     s.prompt_field = "prompt"
     s.response_field = "response"
     s.tokenizer_path = ""  # sentencepiece .model; "" = train one on the data
@@ -78,9 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
     s.batch_size = 32
     s.grad_accum_steps = 1  # micro-batches per step (batch_size must divide evenly)
     s.num_steps = 300
-    s.eval_fraction = 0.05  # share of examples held out for the validation loss
+    s.eval_fraction = 0.05  # held out for the validation loss (built-in task: its validation split)
     s.eval_every = 50
-    s.num_builtin_examples = 4000
+    s.num_builtin_examples = 4000  # synthesized training traces of the built-in task
 
     # Sampling (the `sample` command; RL rollouts use it too).
     c.sampling = sp = ml_collections.ConfigDict()

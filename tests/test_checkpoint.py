@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from small_model import SMALL_MODEL, mesh_overrides
 
 from t1jax import config as config_lib
 from t1jax import parallel
@@ -14,19 +15,12 @@ from t1jax.train.checkpoint import Checkpointer
 from t1jax.train.optimizer import make_optimizer
 from t1jax.train.state import layout_from_config, make_layout
 
-SMALL = {
-    "model.vocab_size": 64,
-    "model.d_model": 32,
-    "model.num_layers": 1,
-    "model.num_heads": 4,
-    "model.num_kv_heads": 2,
-    "model.mlp_dim": 64,
-}
+ONE_LAYER = {**SMALL_MODEL, "model.num_layers": 1}
 
 
 def _layout(mesh_shape, num_devices):
     data, fsdp, tensor = mesh_shape
-    config = config_lib.load(None, {**SMALL, "mesh.data": data, "mesh.fsdp": fsdp, "mesh.tensor": tensor})
+    config = config_lib.load(None, {**ONE_LAYER, **mesh_overrides(data, fsdp, tensor)})
     mesh = parallel.make_mesh(config.mesh, jax.devices()[:num_devices])
     return make_layout(
         ModelConfig.from_config(config.model),

@@ -39,9 +39,19 @@ def test_bad_jsonl_line_and_not_a_checkpoint(tmp_path, tiny_config_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "c"}\n')
     code, _, err = _t1jax(
-        "sft", "--config", tiny_config_path, f"--config.sft.data_path={data}", f"--config.run.workdir={tmp_path / 'w1'}"
+        "sft",
+        "--config",
+        tiny_config_path,
+        f"--config.sft.data_path={data}",
+        "--config.sft.strict_data=true",
+        f"--config.run.workdir={tmp_path / 'w1'}",
     )
     assert code == 2 and f"{data}, line 2: missing field 'response'" in err and "Traceback" not in err
+    data.write_text('{"prompt": "a"}\nnot json\n')  # skipped by default, but then nothing is left
+    code, _, err = _t1jax(
+        "sft", "--config", tiny_config_path, f"--config.sft.data_path={data}", f"--config.run.workdir={tmp_path / 'w1'}"
+    )
+    assert code == 2 and "holds no valid records" in err and "skipped 2 bad lines (1, 2)" in err
 
     workdir = tmp_path / "w2"
     (workdir / "checkpoints").mkdir(parents=True)

@@ -5,21 +5,21 @@ import json
 import numpy as np
 import pytest
 
-from t1jax.data.arithmetic import addition_dataset
 from t1jax.data.jsonl import read_jsonl
 from t1jax.data.sft_batches import EncodedExamples, batch_stream, encode_examples
+from t1jax.data.synthesis import sft_examples
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import DataError
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    examples = addition_dataset(300, seed=0)
+    examples = sft_examples("countdown", "train", 300, seed=0)
     return Tokenizer.train((e[k] for e in examples for k in ("prompt", "response")), vocab_size=320)
 
 
 def test_tokenizer_round_trips_task_text_and_any_unicode(tokenizer, tmp_path):
-    for example in addition_dataset(20, seed=1):
+    for example in sft_examples("linear_equation", "train", 20, seed=1):
         text = example["prompt"] + example["response"]
         assert tokenizer.decode(tokenizer.encode(text)) == text
     unicode = "Ünïcödé → 数学 ∑ x² 🙂\ttabs  and  spaces"
@@ -99,4 +99,16 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
     with pytest.raises(DataError, match="data file not found"):
         read_jsonl(str(tmp_path / "missing.jsonl"), ("prompt",))
     path.write_text(json.dumps(good) + "\n")
-    assert read_jsonl(str(path), ("prompt", "response")) == [good]
+    assert read_jsonl(str(path), ("prompt", "response")).records == [good]
+
+
+def test_jsonl_bad_lines_are_skipped_and_counted_unless_strict(tmp_path):
+    good = {"prompt": "p", "response": "r"}
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([json.dumps(good), "{oops", json.dumps({"prompt": "x"}), json.dumps(good)]) + "\n")
+    data = read_jsonl(str(path), ("prompt", "response"), strict=False)
+    assert data.records == [good, good] and data.line_numbers == [1, 4]
+    assert [n for n, _ in data.skipped] == [2, 3] and "missing field 'response'" in data.skipped[1][1]
+    assert "2 records; skipped 2 bad lines (2, 3)" in data.summary()
+    with pytest.raises(DataError, match="line 2: not valid JSON"):
+        read_jsonl(str(path), ("prompt", "response"), strict=True)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
+from small_model import SMALL_MODEL, mesh_overrides
 
 from t1jax import config as config_lib
 from t1jax.errors import SamplingError
@@ -142,20 +143,7 @@ def test_k_samples_differ_and_prefill_runs_once_per_prompt():
 
 
 def test_sharded_greedy_equals_single_device():
-    config = config_lib.load(
-        None,
-        {
-            "model.vocab_size": 64,
-            "model.d_model": 32,
-            "model.num_layers": 2,
-            "model.num_heads": 4,
-            "model.num_kv_heads": 2,
-            "model.mlp_dim": 64,
-            "mesh.data": 2,
-            "mesh.fsdp": 2,
-            "mesh.tensor": 2,
-        },
-    )
+    config = config_lib.load(None, {**SMALL_MODEL, **mesh_overrides(2, 2, 2)})
     layout = layout_from_config(config, 1)
     sharded_params = jax.device_put(params(), layout.shardings.params)
     sampler = Sampler(CONFIG, Greedy(), max_new_tokens=8, num_samples=2, layout=layout)

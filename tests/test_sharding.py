@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from small_model import SMALL_MODEL, mesh_overrides
 
 from t1jax import config as config_lib
 from t1jax import parallel
@@ -14,20 +15,12 @@ from t1jax.train.state import make_layout
 
 # Float32 on CPU: sharded reductions sum in a different order, so results agree to rounding.
 TOLERANCE = dict(rtol=2e-5, atol=2e-5)
-OVERRIDES = {
-    "model.vocab_size": 64,
-    "model.d_model": 32,
-    "model.num_layers": 2,
-    "model.num_heads": 4,
-    "model.num_kv_heads": 2,
-    "model.mlp_dim": 64,
-    "optim.warmup_steps": 1,
-}
+OVERRIDES = {**SMALL_MODEL, "optim.warmup_steps": 1}
 
 
 def _run(mesh_shape, num_devices, grad_accum=2, steps=3):
     data, fsdp, tensor = mesh_shape
-    config = config_lib.load(None, {**OVERRIDES, "mesh.data": data, "mesh.fsdp": fsdp, "mesh.tensor": tensor})
+    config = config_lib.load(None, {**OVERRIDES, **mesh_overrides(data, fsdp, tensor)})
     model_config = ModelConfig.from_config(config.model)
     mesh = parallel.make_mesh(config.mesh, jax.devices()[:num_devices])
     rules = parallel.rules_table(config.mesh.rules)

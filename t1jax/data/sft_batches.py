@@ -39,8 +39,9 @@ def encode_examples(
     return EncodedExamples(tokens, mask, truncated)
 
 
-def batch_stream(data: EncodedExamples, batch_size: int, seed: int, process_index: int = 0,
-                 process_count: int = 1) -> grain.IterDataset:
+def batch_stream(
+    data: EncodedExamples, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1
+) -> grain.IterDataset:
     """Endless batches of this process's rows, as a Grain dataset.
 
     The examples are shuffled with `seed`, reshuffled every epoch, and batches run across

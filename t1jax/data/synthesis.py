@@ -15,6 +15,7 @@ import os
 import pathlib
 import random
 
+from t1jax.data.jsonl import read_jsonl
 from t1jax.data.tasks import Task, get_task
 from t1jax.data.tasks.base import stable_digest
 from t1jax.errors import DataError
@@ -130,31 +131,23 @@ def synthesize_jsonl(in_path: str, out_path: str, seed: int = 0, strict: bool = 
     numbers; with `strict=True` the first one raises DataError naming the file and line. Records
     without a correct attempt are skipped and counted. The output appears only when complete.
     """
-    source = pathlib.Path(in_path)
-    if not source.is_file():
-        raise DataError(f"data file not found: {in_path}")
-    counts = {"records": 0, "written": 0, "bad": 0, "no_correct": 0, "bad_lines": [], "no_correct_lines": []}
+    data = read_jsonl(in_path, strict=strict, check=_checked_record)
+    counts = {
+        "records": len(data.records) + len(data.skipped),
+        "written": 0,
+        "bad": len(data.skipped),
+        "no_correct": 0,
+        "bad_lines": [n for n, _ in data.skipped],
+        "no_correct_lines": [],
+    }
     rng = random.Random(seed)
     target = pathlib.Path(out_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     try:
-        with source.open(encoding="utf-8") as lines, partial.open("w", encoding="utf-8") as out:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                counts["records"] += 1
-                try:
-                    record = json.loads(line)
-                    trace = synthesize_from_attempts(record, rng, max_failed)
-                except (json.JSONDecodeError, DataError) as e:
-                    reason = f"not valid JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else str(e)
-                    if strict:
-                        raise DataError(f"{in_path}, line {number}: {reason}") from None
-                    log.warning("%s, line %d: skipped: %s", in_path, number, reason)
-                    counts["bad"] += 1
-                    counts["bad_lines"].append(number)
-                    continue
+        with partial.open("w", encoding="utf-8") as out:
+            for number, record in zip(data.line_numbers, data.records):
+                trace = synthesize_from_attempts(record, rng, max_failed)
                 if trace is None:
                     counts["no_correct"] += 1
                     counts["no_correct_lines"].append(number)
@@ -162,11 +155,7 @@ def synthesize_jsonl(in_path: str, out_path: str, seed: int = 0, strict: bool = 
                 example = {"prompt": f"{record['problem'].strip()}\n{INSTRUCTION}\n", "response": trace}
                 out.write(json.dumps({**example, "answer": str(record["answer"]).strip()}) + "\n")
                 counts["written"] += 1
-        if counts["records"] == 0:
-            raise DataError(f"{in_path} holds no records")
         os.replace(partial, target)
-    except UnicodeDecodeError:
-        raise DataError(f"{in_path} is not UTF-8 text") from None
     finally:
         partial.unlink(missing_ok=True)
     log.info(

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import pathlib
 import random
+import sys
 import time
 
 import jax
 import numpy as np
 
 from t1jax import parallel
-from t1jax.data.arithmetic import addition_dataset
 from t1jax.data.jsonl import read_jsonl
 from t1jax.data.sft_batches import batch_stream, encode_examples, fixed_batches
+from t1jax.data.synthesis import sft_examples
+from t1jax.data.tasks import get_task
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import ConfigError
 from t1jax.train.checkpoint import Checkpointer
@@ -27,11 +29,19 @@ from t1jax.train.sft_step import make_eval_loss, make_sft_step
 from t1jax.train.state import layout_from_config
 
 
-def load_examples(sft_config, seed: int) -> list[dict]:
+def load_examples(sft_config, seed: int) -> tuple[list[dict], list[dict], str]:
+    """(train, validation, summary): the JSONL file split by eval_fraction, or synthesized
+    trial-and-error traces of the built-in task's train and validation splits."""
     s = sft_config
     if s.data_path:
-        return read_jsonl(s.data_path, (s.prompt_field, s.response_field))
-    return addition_dataset(s.num_builtin_examples, seed)
+        data = read_jsonl(s.data_path, (s.prompt_field, s.response_field), strict=s.strict_data)
+        train, validation = split_examples(data.records, s.eval_fraction, seed)
+        return train, validation, data.summary()
+    task = get_task(s.task)
+    train = sft_examples(task, "train", s.num_builtin_examples, seed)
+    num_validation = max(1, round(s.num_builtin_examples * s.eval_fraction)) if s.eval_fraction else 0
+    validation = sft_examples(task, "validation", num_validation, seed) if num_validation else []
+    return train, validation, f"built-in task {s.task}: {len(train)} train, {len(validation)} validation traces"
 
 
 def load_tokenizer(config, examples: list[dict], workdir: pathlib.Path) -> Tokenizer:
@@ -68,15 +78,19 @@ def run_sft(config) -> dict:
     workdir = pathlib.Path(run.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    examples = load_examples(s, run.seed)
-    tokenizer = load_tokenizer(config, examples, workdir)
-    train_examples, eval_examples = split_examples(examples, s.eval_fraction, run.seed)
+    train_examples, eval_examples, data_summary = load_examples(s, run.seed)
+    print(f"sft data: {data_summary}", file=sys.stderr)
+    tokenizer = load_tokenizer(config, train_examples + eval_examples, workdir)
     train_data = encode_examples(train_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
-    eval_data = (
-        encode_examples(eval_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
-        if eval_examples
-        else None
-    )
+    eval_data = None
+    if eval_examples:
+        eval_data = encode_examples(eval_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
+    if train_data.num_truncated:
+        print(
+            f"sft data: {train_data.num_truncated} of {len(train_examples)} training examples are longer than "
+            f"sft.seq_len={s.seq_len} tokens and were cut (their ends get no loss)",
+            file=sys.stderr,
+        )
 
     layout = layout_from_config(config, s.num_steps)
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
@@ -101,6 +115,7 @@ def run_sft(config) -> dict:
     progress = Progress(s.num_steps, "sft", enabled=run.progress and is_primary, start=start_step)
     summary = {
         "workdir": str(workdir),
+        "data": data_summary,
         "start_step": start_step,
         "num_truncated": train_data.num_truncated,
         "num_train_examples": len(train_examples),

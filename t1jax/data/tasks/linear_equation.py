@@ -29,7 +29,7 @@ def parse_number(text: str) -> Fraction | None:
 
 
 def _side(coefficient: int, constant: int) -> str:
-    """"3x + 7", "x - 2", "-x", "12": how a person writes one side of the equation."""
+    """How a person writes one side of the equation: "3x + 7", "x - 2", "-x", "12"."""
     if coefficient == 0:
         return str(constant)
     term = {1: "x", -1: "-x"}.get(coefficient, f"{coefficient}x")
@@ -59,7 +59,7 @@ class LinearEquationKnobs:
 
     def __post_init__(self):
         if self.max_coefficient < 2 or self.max_solution < 1 or self.max_constant < 1:
-            raise ConfigError(f"linear_equation: need max_coefficient >= 2, max_solution >= 1, max_constant >= 1; {self}")
+            raise ConfigError(f"linear_equation: need max_coefficient >= 2 and max_solution, max_constant >= 1; {self}")
 
 
 class LinearEquation(Task):
