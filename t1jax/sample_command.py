@@ -29,7 +29,7 @@ def load_run(config):
 def run_sample(config, prompts: list[str], num_samples: int | None = None) -> list[dict]:
     tokenizer, params, layout = load_run(config)
     sampler = sampler_from_config(config, (tokenizer.eos_id,), tokenizer.pad_id, layout, num_samples)
-    encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
+    encoded = [tokenizer.encode_prompt(p) for p in prompts]
     out = sampler(params, encoded, jax.random.key(config.sampling.seed))
     results = []
     for row in range(len(out.tokens)):

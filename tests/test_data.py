@@ -112,3 +112,67 @@ def test_jsonl_bad_lines_are_skipped_and_counted_unless_strict(tmp_path):
     assert "2 records; skipped 2 bad lines (2, 3)" in data.summary()
     with pytest.raises(DataError, match="line 2: not valid JSON"):
         read_jsonl(str(path), ("prompt", "response"), strict=True)
+
+
+def test_rl_prompt_stream_resumes_and_shards():
+    from t1jax.data.rl_prompts import prompt_stream
+
+    problems = [{"id": i, "answer": str(i * i)} for i in range(12)]
+    stream = iter(prompt_stream(problems, 4, seed=0))
+    next(stream)
+    state = stream.get_state()
+    expected = [[p["id"] for p in next(stream)] for _ in range(4)]
+    resumed = iter(prompt_stream(problems, 4, seed=0))
+    resumed.set_state(state)
+    assert [[p["id"] for p in next(resumed)] for _ in range(4)] == expected
+    whole = iter(prompt_stream(problems, 4, seed=1))
+    parts = [iter(prompt_stream(problems, 4, seed=1, process_index=i, process_count=2)) for i in range(2)]
+    for _ in range(3):
+        full = sorted(p["id"] for p in next(whole))
+        a, b = ([p["id"] for p in next(part)] for part in parts)
+        assert not set(a) & set(b) and sorted(a + b) == full
+
+
+def test_benchmark_loaders(tmp_path):
+    from t1jax.data.benchmarks import BOXED_INSTRUCTION, benchmarks_dir, load_benchmark
+
+    if not (benchmarks_dir() / "math500.jsonl").is_file():
+        pytest.skip("shared benchmarks not present")
+    sizes = {name: len(load_benchmark(name)) for name in ("math500", "gsm8k", "aime24")}
+    assert sizes == {"math500": 500, "gsm8k": 1319, "aime24": 30}
+    row = load_benchmark("aime24")[0]
+    assert row["prompt"].endswith(BOXED_INSTRUCTION + "\n") and row["problem"] in row["prompt"] and row["answer"]
+    custom = tmp_path / "mine.jsonl"
+    custom.write_text(json.dumps({"q": "1+1?", "a": 2}) + "\n" + json.dumps({"q": "2+2?"}) + "\n")
+    rows = load_benchmark(str(custom), problem_field="q", answer_field="a", strict=False)
+    assert rows == [{"id": "1", "problem": "1+1?", "answer": "2", "prompt": "1+1?\n" + BOXED_INSTRUCTION + "\n"}]
+    with pytest.raises(DataError, match="mine.jsonl, line 2: missing field 'a'"):
+        load_benchmark(str(custom), problem_field="q", answer_field="a")
+
+
+def test_existing_sentencepiece_models_load_through_the_same_interface(tmp_path):
+    """A model trained with Llama-2's special-id layout (unk 0, bos 1, eos 2, no pad)."""
+    import io
+
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    texts = [e["prompt"] + e["response"] for e in sft_examples("countdown", "train", 200, seed=0)]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buffer,
+        vocab_size=400,
+        model_type="bpe",
+        byte_fallback=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    (tmp_path / "tokenizer.model").write_bytes(buffer.getvalue())
+    tok = Tokenizer.load(str(tmp_path / "tokenizer.model"))
+    assert (tok.bos_id, tok.eos_id, tok.pad_id) == (1, 2, 0)
+    ids = tok.encode_prompt("Make 10 from 2, 5.") + tok.encode_response("2*5")
+    assert ids[0] == 1 and ids[-1] == 2 and tok.decode(ids) == "Make 10 from 2, 5. 2*5"  # Llama-style dummy prefix

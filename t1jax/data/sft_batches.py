@@ -29,9 +29,8 @@ def encode_examples(
     mask = np.zeros((len(examples), width), np.int32)
     truncated = 0
     for row, example in enumerate(examples):
-        # Encoded separately so that no BPE merge crosses the prompt/response boundary.
-        prompt = [tokenizer.bos_id] + tokenizer.encode(example[prompt_field])
-        response = tokenizer.encode(example[response_field]) + [tokenizer.eos_id]
+        prompt = tokenizer.encode_prompt(example[prompt_field])
+        response = tokenizer.encode_response(example[response_field])
         ids = (prompt + response)[:width]
         truncated += len(prompt) + len(response) > width
         tokens[row, : len(ids)] = ids

@@ -1,4 +1,5 @@
-"""A sentencepiece tokenizer: train in-process, save/load `.model` files, special ids."""
+"""A sentencepiece tokenizer: train in-process, save/load `.model` files (ours or existing
+ones such as Llama-2's or Gemma's `tokenizer.model`), special ids, the prompt/response template."""
 
 from __future__ import annotations
 
@@ -75,6 +76,15 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self._sp.EncodeAsIds(text)
+
+    # The prompt/response template: a sequence is [bos] prompt response [eos]. The parts are
+    # encoded separately so that no BPE merge crosses the boundary; the loss covers the
+    # response and the eos, and the sampler continues after the prompt until eos.
+    def encode_prompt(self, text: str) -> list[int]:
+        return [self.bos_id, *self.encode(text)]
+
+    def encode_response(self, text: str) -> list[int]:
+        return [*self.encode(text), self.eos_id]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`; ids beyond the tokenizer's vocabulary (a model's vocab_size may be
