@@ -95,6 +95,40 @@ def base_config() -> ml_collections.ConfigDict:
     sp.max_prompt_len = 256
     sp.seed = 0
 
+    # T1 reinforcement learning (T1_RECIPE.md section 2).
+    c.rl = rl = ml_collections.ConfigDict()
+    rl.init_from = ""  # workdir of the SFT run to start from ("" = fresh weights)
+    rl.task = "countdown"  # built-in task whose train split supplies the prompts
+    rl.num_steps = 100
+    rl.num_prompts = 2000  # size of the prompt pool drawn from the task's train split
+    rl.prompts_per_step = 8  # P
+    rl.samples_per_prompt = 8  # K (oversampling); the paper uses 64
+    rl.temperature = 1.0  # sampling temperature (paper: 1.2 for 32B models)
+    rl.top_p = 1.0
+    rl.max_new_tokens = 128
+    rl.learning_rate = 1e-4
+    rl.warmup_steps = 5
+    rl.grad_accum_steps = 1
+    rl.num_passes = 1  # optimizer passes over each batch (> 1: PPO-style clipping matters)
+    rl.minibatches = 1  # optimizer updates per pass
+    rl.clip_low = 0.2
+    rl.clip_high = 0.28
+    rl.aggregation = "token_mean"  # or "seq_mean"
+    rl.entropy_coef = 1e-3  # alpha: loss -= alpha * mean token entropy
+    rl.kl_beta = 2e-4  # beta of the on-policy KL normalisation of rewards
+    rl.kl_estimator = "k1"  # "k1" or "k3" for the per-sample KL d_i
+    rl.kl_loss_coef = 0.0  # optional k3 KL term in the loss (0: KL only via rewards)
+    rl.anchor_every = 10  # move the anchor every N steps; 0: frozen anchor (the SFT model)
+    rl.anchor_mu = 0.0  # anchor <- mu * anchor + (1 - mu) * policy; 0: reset to the policy
+    rl.filter_zero_variance = True  # drop groups whose raw correctness is all equal (DAPO)
+    rl.max_refill_rounds = 2  # extra sampling rounds to refill dropped groups
+    rl.keep_per_prompt = 0  # M of K per prompt, balancing right and wrong; 0: keep all
+    rl.penalties = True  # truncated / repetitive / garbage samples get rl.penalty
+    rl.penalty = -1.0
+    rl.repeat_ngram = 8  # a token n-gram ...
+    rl.repeat_max = 4  # ... occurring more often than this marks a sample repetitive
+    rl.garbage_fraction = 0.3  # share of byte-fallback/unknown tokens that marks garbage
+
     # Run bookkeeping.
     c.run = ml_collections.ConfigDict()
     c.run.workdir = "runs/default"

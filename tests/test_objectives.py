@@ -133,3 +133,19 @@ def test_ema_update():
     np.testing.assert_array_equal(reset["w"], params["w"])
     frozen = ema_update(anchor, params, 1.0)
     np.testing.assert_array_equal(frozen["w"], anchor["w"])
+
+
+def test_selection_uses_raw_correctness_and_balances():
+    from t1jax.train.selection import has_signal, keep_m_of_k
+
+    correct = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 1, 0]], bool)
+    np.testing.assert_array_equal(has_signal(correct), [False, False, True, True])
+    rng = np.random.default_rng(0)
+    picked = keep_m_of_k(correct[2], 2, rng)
+    assert sorted(correct[2][picked].tolist()) == [False, True]  # one right, one wrong
+    picked = keep_m_of_k(np.array([1, 1, 1, 0, 0, 1], bool), 4, rng)
+    assert np.asarray([1, 1, 1, 0, 0, 1], bool)[picked].sum() == 2  # 2 right + 2 wrong
+    picked = keep_m_of_k(np.array([1, 1, 1, 1, 0], bool), 4, rng)
+    assert len(set(picked.tolist())) == 4 and 4 in picked  # the only wrong one is kept
+    with pytest.raises(ValueError, match="keep_per_prompt"):
+        keep_m_of_k(correct[0], 5, rng)

@@ -74,6 +74,11 @@ class Tokenizer:
     def eos_id(self) -> int:
         return self._sp.eos_id()
 
+    def garbage_ids(self) -> frozenset[int]:
+        """Byte-fallback and unknown pieces: a response made mostly of them is garbage."""
+        sp = self._sp
+        return frozenset(i for i in range(self.vocab_size) if sp.IsByte(i) or sp.IsUnknown(i))
+
     def encode(self, text: str) -> list[int]:
         return self._sp.EncodeAsIds(text)
 
