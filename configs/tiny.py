@@ -17,4 +17,8 @@ def get_config():
     c.run.log_every = 1
     c.run.progress = False
     c.checkpoint.save_every = 2
+    r = c.rl
+    r.num_steps, r.prompts_per_step, r.samples_per_prompt, r.max_new_tokens, r.num_prompts = 4, 4, 4, 24, 40
+    r.anchor_every, r.warmup_steps, r.max_refill_rounds = 2, 1, 1
+    c.sampling.max_prompt_len = 64
     return c

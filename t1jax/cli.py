@@ -12,6 +12,7 @@ USAGE = """usage: t1jax <command> [--config FILE] [--config.section.key=value ..
 
 commands:
   sft       supervised fine-tuning (default: the built-in countdown task)
+  rl        T1 reinforcement learning from an SFT run (rl.init_from=<its workdir>)
   sample    sample from the latest checkpoint of run.workdir:
             --prompt TEXT (repeatable) [--num_samples K]
   config    print the resolved config and exit
@@ -82,6 +83,12 @@ def _sft(config) -> None:
     print(json.dumps(run_sft(config), indent=2))
 
 
+def _rl(config) -> None:
+    from t1jax.train.rl import run_rl
+
+    print(json.dumps(run_rl(config), indent=2))
+
+
 def _sample(config, prompt: list[str] | None = None, num_samples: int | None = None) -> None:
     from t1jax.sample_command import run_sample
 
@@ -95,7 +102,7 @@ def _config(config) -> None:
     print(config)
 
 
-COMMANDS = {"sft": _sft, "sample": _sample, "config": _config}
+COMMANDS = {"sft": _sft, "rl": _rl, "sample": _sample, "config": _config}
 
 if __name__ == "__main__":
     sys.exit(main())

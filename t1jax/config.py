@@ -188,6 +188,29 @@ def validate(config) -> None:
     for key in ("num_samples", "max_new_tokens", "max_prompt_len"):
         _require(sp[key] >= 1, f"sampling.{key} must be >= 1, got {sp[key]}")
     _require(sp.top_k >= 0, f"sampling.top_k must be >= 0, got {sp.top_k}")
+    r = config.rl
+    _require(
+        r.samples_per_prompt >= 2,
+        f"rl.samples_per_prompt (K) must be >= 2 for the leave-one-out baseline, got {r.samples_per_prompt}",
+    )
+    _require(
+        r.keep_per_prompt == 0 or 2 <= r.keep_per_prompt <= r.samples_per_prompt,
+        f"rl.keep_per_prompt must be 0 (all) or in 2..{r.samples_per_prompt}, got {r.keep_per_prompt}",
+    )
+    _require(
+        r.prompts_per_step > 0 and r.minibatches > 0 and r.prompts_per_step % r.minibatches == 0,
+        f"rl.prompts_per_step ({r.prompts_per_step}) must be divisible by rl.minibatches ({r.minibatches})",
+    )
+    _require(r.kl_estimator in ("k1", "k3"), f"rl.kl_estimator must be 'k1' or 'k3', got {r.kl_estimator!r}")
+    _require(
+        r.aggregation in ("token_mean", "seq_mean"),
+        f"rl.aggregation must be 'token_mean' or 'seq_mean', got {r.aggregation!r}",
+    )
+    _require(0 <= r.anchor_mu <= 1, f"rl.anchor_mu must be in [0, 1], got {r.anchor_mu}")
+    _require(r.temperature > 0 and 0 < r.top_p <= 1, "rl.temperature must be > 0 and rl.top_p in (0, 1]")
+    for key in ("num_steps", "num_prompts", "max_new_tokens", "num_passes", "grad_accum_steps"):
+        _require(r[key] >= 1, f"rl.{key} must be >= 1, got {r[key]}")
+    _require(r.anchor_every >= 0 and r.max_refill_rounds >= 0, "rl.anchor_every and rl.max_refill_rounds must be >= 0")
     _require(
         config.checkpoint.max_to_keep > 0 and config.checkpoint.save_every > 0,
         "checkpoint.max_to_keep and checkpoint.save_every must be positive",

@@ -19,3 +19,7 @@ class CheckpointError(T1jaxError):
 
 class SamplingError(T1jaxError, ValueError):
     """Bad arguments to the sampler (empty or too long prompts, K < 1, filter values)."""
+
+
+class TrainingError(T1jaxError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""

@@ -1,0 +1,237 @@
+"""The T1 RL loop. Each step reads like the recipe:
+
+    prompts -> sample K each -> grade + penalise -> select -> KL-normalised rewards -> RLOO
+    advantages -> policy-gradient update(s) -> move the anchor -> checkpoint -> log
+
+A killed run restarted with the same command resumes from its last checkpoint (policy,
+optimizer, anchor, prompt iterator, RNG, step) and, on CPU, repeats the same metric stream.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+import jax
+import numpy as np
+
+from t1jax import parallel
+from t1jax.data.rl_prompts import prompt_stream
+from t1jax.data.synthesis import extract_final_answer
+from t1jax.data.tasks import get_task
+from t1jax.data.tokenizer import Tokenizer
+from t1jax.errors import CheckpointError, ConfigError, TrainingError
+from t1jax.rewards.penalties import PenaltyConfig, apply_penalties
+from t1jax.sampling import Sample, Sampler
+from t1jax.train.checkpoint import Checkpointer
+from t1jax.train.metrics import MetricsWriter
+from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages, sequence_kl
+from t1jax.train.progress import Progress
+from t1jax.train.rl_batch import RolloutGroups, build_batch, pad_groups
+from t1jax.train.rl_step import make_anchor_update, make_rl_step, make_score_fn
+from t1jax.train.selection import has_signal, keep_m_of_k
+from t1jax.train.state import layout_from_config
+
+
+class RLRun:
+    """Everything one RL run needs, built once from its config."""
+
+    def __init__(self, config):
+        parallel.initialize(config.distributed)
+        self.config, r = config, config.rl
+        self.workdir = pathlib.Path(config.run.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.tokenizer = self._tokenizer()
+        self.task = get_task(r.task)
+        updates = r.num_steps * r.num_passes * r.minibatches
+        rl_optim = {"optim.learning_rate": r.learning_rate, "optim.warmup_steps": r.warmup_steps}
+        self.layout = layout_from_config(_with(config, rl_optim), updates)
+        self.groups_per_update = r.prompts_per_step // r.minibatches
+        self.samples_kept = r.keep_per_prompt or r.samples_per_prompt
+        self.sampler = Sampler(
+            self.layout.model_config,
+            Sample(temperature=r.temperature, top_p=r.top_p),
+            r.max_new_tokens,
+            r.samples_per_prompt,
+            (self.tokenizer.eos_id,),
+            self.tokenizer.pad_id,
+            config.sampling.max_prompt_len,
+            self.layout,
+        )
+        self.penalties = PenaltyConfig(
+            enabled=r.penalties,
+            penalty=r.penalty,
+            ngram=r.repeat_ngram,
+            max_repeats=r.repeat_max,
+            garbage_ids=self.tokenizer.garbage_ids(),
+            max_garbage_fraction=r.garbage_fraction,
+        )
+        self.score = make_score_fn(self.layout)
+        self.update = make_rl_step(self.layout, r, r.grad_accum_steps)
+        self.move_anchor = make_anchor_update(self.layout, r.anchor_mu)
+        problems = self.task.generate("train", r.num_prompts, config.run.seed)
+        self.prompts = iter(
+            prompt_stream(problems, r.prompts_per_step, config.run.seed, jax.process_index(), jax.process_count())
+        )
+
+    def _tokenizer(self) -> Tokenizer:
+        for candidate in (
+            self.config.sft.tokenizer_path,
+            _join(self.config.rl.init_from, "tokenizer.model"),
+            str(self.workdir / "tokenizer.model"),
+        ):
+            if candidate and pathlib.Path(candidate).is_file():
+                tokenizer = Tokenizer.load(candidate)
+                if jax.process_index() == 0 and not (self.workdir / "tokenizer.model").is_file():
+                    tokenizer.save(str(self.workdir / "tokenizer.model"))
+                return tokenizer
+        raise ConfigError("RL needs a tokenizer: set rl.init_from to an SFT run's workdir or sft.tokenizer_path")
+
+    def initial_state(self):
+        """(state, anchor, data_state): the RL checkpoint if there is one, else the SFT weights."""
+        abstract = {"policy": self.layout.abstract_state(), "anchor": self.layout.abstract_state().params}
+        self.checkpointer = Checkpointer(
+            str(self.workdir / "checkpoints"), self.config.checkpoint.max_to_keep, self.config.checkpoint.async_save
+        )
+        restored = self.checkpointer.restore(abstract)
+        if restored is not None:
+            saved, data_state = restored
+            return saved["policy"], saved["anchor"], data_state
+        state = self.layout.init(self.config.run.seed)
+        if self.config.rl.init_from:
+            source = pathlib.Path(self.config.rl.init_from) / "checkpoints"
+            sft_layout = layout_from_config(self.config, self.config.sft.num_steps)
+            with Checkpointer(str(source), create=False) as sft_checkpoint:
+                sft = sft_checkpoint.restore(sft_layout.abstract_state())
+            if sft is None:
+                raise CheckpointError(f"rl.init_from: no checkpoint in {source}")
+            state = state.replace(params=jax.device_put(sft[0].params, self.layout.shardings.params))
+        anchor = jax.tree.map(lambda x: x.copy(), state.params)
+        return state, anchor, None
+
+    def rollout(self, params, step: int, rng) -> tuple[RolloutGroups, dict]:
+        """Samples groups until `prompts_per_step` have signal (or the refill rounds run out)."""
+        r = self.config.rl
+        kept, stats = [], {"groups_sampled": 0, "groups_filtered": 0}
+        first_round = None
+        for round_ in range(r.max_refill_rounds + 1):
+            problems = next(self.prompts)
+            encoded = [self.tokenizer.encode_prompt(self.task.prompt(p)) for p in problems]
+            key = jax.random.fold_in(jax.random.fold_in(rng, step), round_)
+            out = self.sampler(params, encoded, key)
+            groups = self.grade(problems, encoded, out)
+            first_round = groups if first_round is None else first_round
+            stats["groups_sampled"] += len(problems)
+            signal = has_signal(groups.correct) if r.filter_zero_variance else np.ones(len(problems), bool)
+            stats["groups_filtered"] += int((~signal).sum())
+            kept.append(groups.take(np.flatnonzero(signal)))
+            if sum(len(g) for g in kept) >= r.prompts_per_step:
+                break
+        selected = RolloutGroups.concatenate(kept).take(np.arange(r.prompts_per_step))
+        if r.keep_per_prompt:
+            rng_np = np.random.default_rng([self.config.run.seed, step])
+            selected = selected.keep_samples([keep_m_of_k(c, r.keep_per_prompt, rng_np) for c in selected.correct])
+        return selected, {**stats, **first_round.rates()}
+
+    def grade(self, problems, encoded, out) -> RolloutGroups:
+        K = self.sampler.num_samples
+        texts = [self.tokenizer.decode(out.tokens[i, : out.lengths[i]]) for i in range(len(out.tokens))]
+        correct = np.array(
+            [self.task.verify(problems[i // K], extract_final_answer(t) or "") for i, t in enumerate(texts)]
+        )
+        generated = [out.tokens[i, : out.lengths[i]] for i in range(len(out.tokens))]
+        breakdown = apply_penalties(correct, generated, out.truncated, self.penalties)
+        return RolloutGroups.from_samples(encoded, out, breakdown, K)
+
+    def advantages(self, groups: RolloutGroups, anchor, batch) -> tuple[dict, dict]:
+        """Scores the batch under the anchor, shapes rewards with normalised KL, then RLOO."""
+        ref_logp = np.asarray(self.score(anchor, batch["tokens"], batch["valid"]))
+        P, K = groups.correct.shape
+        kl = np.asarray(sequence_kl(batch["old_logp"], ref_logp, batch["response"], self.config.rl.kl_estimator))
+        kl_PK = kl[: P * K].reshape(P, K)
+        shaped = kl_normalized_rewards(groups.reward, kl_PK, self.config.rl.kl_beta)
+        advantage = np.zeros(len(batch["tokens"]), np.float32)
+        advantage[: P * K] = np.asarray(rloo_advantages(shaped)).reshape(-1)
+        kl_mean = float(kl_PK.mean()) if kl_PK.size else 0.0
+        return {**batch, "ref_logp": ref_logp, "advantage": advantage}, {"kl_sequence": kl_mean}
+
+
+def run_rl(config) -> dict:
+    """Runs (or resumes) T1 RL for config.rl.num_steps steps; returns the last metrics."""
+    run = RLRun(config)
+    r = config.rl
+    state, anchor, data_state = run.initial_state()
+    if data_state:
+        run.prompts.set_state(data_state["prompts"])
+    start = int(state.step) // (r.num_passes * r.minibatches)
+    is_primary = jax.process_index() == 0
+    writer = MetricsWriter(str(run.workdir), tensorboard=config.run.tensorboard, is_primary=is_primary)
+    progress = Progress(r.num_steps, "rl", enabled=config.run.progress and is_primary, start=start)
+    metrics: dict = {}
+    skipped = 0
+    try:
+        for step in range(start + 1, r.num_steps + 1):
+            t0 = time.perf_counter()
+            groups, metrics = run.rollout(state.params, step, state.rng)
+            t1 = time.perf_counter()
+            batch = build_batch(pad_groups(groups, r.prompts_per_step, run.tokenizer.bos_id), run.tokenizer.pad_id)
+            batch, kl_stats = run.advantages(groups, anchor, batch)
+            update_metrics = {}
+            if len(groups) == 0:  # nothing had signal even after refilling: skip, counted
+                skipped += 1
+            else:
+                for _ in range(r.num_passes):
+                    for part in _minibatches(batch, r.minibatches):
+                        state, update_metrics = run.update(state, part)
+                if not np.isfinite(float(update_metrics["loss"])):
+                    raise TrainingError(
+                        f"RL step {step}: the loss is not finite; stopping with the last good "
+                        f"checkpoint (step {run.checkpointer.latest_step()}) kept"
+                    )
+            if r.anchor_every and step % r.anchor_every == 0:
+                anchor = run.move_anchor(anchor, state.params)
+            t2 = time.perf_counter()
+            metrics.update(kl_stats, **{k: float(v) for k, v in update_metrics.items()})
+            metrics.update(
+                groups.summary(),
+                time_sample_grade=t1 - t0,
+                time_update=t2 - t1,
+                sampled_tokens_per_s=metrics.pop("sampled_tokens") / (t1 - t0),
+            )
+            if step % config.checkpoint.save_every == 0 or step == r.num_steps:
+                run.checkpointer.save(step, {"policy": state, "anchor": anchor}, {"prompts": run.prompts.get_state()})
+            writer.write(step, metrics)
+            progress.update(step, acc=metrics["accuracy"], reward=metrics["reward"])
+        run.checkpointer.wait()
+    finally:
+        progress.close()
+        writer.close()
+        run.checkpointer.close()
+    return {"workdir": str(run.workdir), "final_step": r.num_steps, "start_step": start, **metrics}
+
+
+def _minibatches(batch: dict, count: int):
+    rows = len(batch["tokens"])
+    if rows % count:
+        raise ConfigError(f"rl.minibatches ({count}) must divide the {rows} sequences of a step")
+    size = rows // count
+    for i in range(count):
+        yield {k: v[i * size : (i + 1) * size] for k, v in batch.items()}
+
+
+def _with(config, overrides: dict):
+    from t1jax.config import set_value
+
+    copy = config.copy_and_resolve_references()
+    for key, value in overrides.items():
+        set_value(copy, key, value)
+    return copy
+
+
+def _join(directory: str, name: str) -> str:
+    return str(pathlib.Path(directory) / name) if directory else ""
+
+
+if __name__ == "__main__":
+    sys.exit("use: t1jax rl --config ...")

@@ -1,0 +1,94 @@
+"""The RL loop end to end on the tiny config: it runs, and a run killed with SIGKILL and
+restarted with the same command repeats the uninterrupted run's metrics exactly."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from t1jax.train.metrics import read_metrics
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s")
+
+
+def _command(workdir, sft_dir, steps=6):
+    return [
+        sys.executable,
+        "-m",
+        "t1jax",
+        "rl",
+        "--config",
+        str(ROOT / "configs" / "tiny.py"),
+        f"--config.run.workdir={workdir}",
+        f"--config.rl.init_from={sft_dir}",
+        f"--config.rl.num_steps={steps}",
+        "--config.rl.filter_zero_variance=false",
+        "--config.checkpoint.save_every=2",
+        "--config.checkpoint.async_save=false",
+    ]
+
+
+def _env():
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+
+
+@pytest.fixture(scope="module")
+def sft_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sft")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "t1jax",
+            "sft",
+            "--config",
+            str(ROOT / "configs" / "tiny.py"),
+            f"--config.run.workdir={workdir}",
+            "--config.sft.num_steps=2",
+        ],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    return workdir
+
+
+def _stream(workdir):
+    """The last record of every step (a killed run may have logged a step it then redid)."""
+    by_step = {r["step"]: r for r in read_metrics(str(workdir / "metrics.jsonl"))}
+    return [{k: v for k, v in by_step[s].items() if k not in TIMING} for s in sorted(by_step)]
+
+
+def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path, sft_dir):
+    full = subprocess.run(
+        _command(tmp_path / "full", sft_dir), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+    summary = json.loads(full.stdout)
+    assert summary["final_step"] == 6 and np.isfinite(summary["loss"])
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _command(killed_dir, sft_dir), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while not (killed_dir / "checkpoints" / "2").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "checkpoints" / "6").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run(
+        _command(killed_dir, sft_dir), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout)["start_step"] >= 2
+    assert _stream(killed_dir) == _stream(tmp_path / "full")
