@@ -23,9 +23,11 @@ class MLP(nnx.Module):
         self.activation = jax.nn.silu if config.mlp_activation == "silu" else jax.nn.gelu
 
     def __call__(self, x_BTD):
-        dt = x_BTD.dtype
-        hidden = self.activation(x_BTD @ self.gate[...].astype(dt)) * (x_BTD @ self.up[...].astype(dt))
-        return hidden @ self.down[...].astype(dt)
+        # As plain 2-D matmuls: XLA's CPU backend runs [B, T, D] @ [D, F] ~25% slower per step.
+        B, T, D = x_BTD.shape
+        dt, x = x_BTD.dtype, x_BTD.reshape(B * T, D)
+        hidden = self.activation(x @ self.gate[...].astype(dt)) * (x @ self.up[...].astype(dt))
+        return (hidden @ self.down[...].astype(dt)).reshape(B, T, D)
 
 
 class Block(nnx.Module):
