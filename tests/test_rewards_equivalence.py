@@ -1,0 +1,300 @@
+"""Answer extraction and mathematical equivalence: hand-picked positive and negative cases."""
+
+import pytest
+
+from t1jax.rewards import extract_answer, grade, is_equivalent
+
+EQUIVALENT = [
+    # integers, signs, decimals, thousands separators
+    ("42", "42"),
+    ("+42", "42"),
+    ("-0", "0"),
+    ("007", "7"),
+    ("1,000", "1000"),
+    ("1,000,000", "1000000"),
+    ("\\$32,\\!348", "32348"),
+    ("11,\\! 111,\\! 111,\\! 100", "11111111100"),
+    ("10{,}080", "10080"),
+    ("1 000", "1000"),
+    ("3.50", "3.5"),
+    (".5", "0.5"),
+    ("0.5", "\\frac12"),
+    ("1.25", "\\frac{5}{4}"),
+    ("-0.75", "-\\frac34"),
+    ("58,500", "58500"),
+    # fractions
+    ("\\frac{1}{2}", "1/2"),
+    ("\\dfrac{1}{2}", "\\frac12"),
+    ("\\tfrac{3}{4}", "0.75"),
+    ("\\frac 34", "\\frac{3}{4}"),
+    ("\\frac9{19}", "9/19"),
+    ("\\frac{270}7", "270/7"),
+    ("\\frac{2}{4}", "\\frac{1}{2}"),
+    ("-\\frac{24}{25}", "\\frac{-24}{25}"),
+    ("\\frac{-24}{25}", "-0.96"),
+    ("\\frac{\\frac{1}{2}}{3}", "\\frac16"),
+    ("137 \\frac{1}{2}", "137.5"),
+    ("1\\frac{4}{5}", "\\frac95"),
+    ("2 \\div 4", "0.5"),
+    # percentages (notation: 50% == 50), degrees, units, money
+    ("50\\%", "50"),
+    ("50%", "50"),
+    ("12.5\\%", "12.5"),
+    ("30^\\circ", "30"),
+    ("30^{\\circ}", "30"),
+    ("30 degrees", "30"),
+    ("90\u00b0", "90"),
+    ("5 \\text{ cm}", "5"),
+    ("5 cm", "5"),
+    ("864 \\mbox{ inches}^2", "864"),
+    ("15\\mbox{ cm}^2", "15"),
+    ("\\frac{270}7\\text{ degrees}", "\\frac{270}{7}"),
+    ("5.4 \\text{ cents}", "5.4"),
+    ("\\$18.90", "18.9"),
+    ("\\$36", "36 dollars"),
+    ("20 square units", "20"),
+    # scientific notation
+    ("1.5e3", "1500"),
+    ("2E-3", "0.002"),
+    ("1.5 \\times 10^{3}", "1500"),
+    ("6.72 \\times 10^{-5}", ".0000672"),
+    ("10^{100}", "1" + "0" * 100),
+    # roots, pi, e
+    ("\\sqrt{2}", "2^{1/2}"),
+    ("\\sqrt2", "\\sqrt{2}"),
+    ("sqrt(2)", "\\sqrt{2}"),
+    ("\\sqrt{8}", "2\\sqrt{2}"),
+    ("\\sqrt{12}", "2\\sqrt3"),
+    ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}"),
+    ("\\frac{\\sqrt{21}}{5}", "\\sqrt{\\frac{21}{25}}"),
+    ("\\sqrt[3]{8}", "2"),
+    ("\\sqrt[3]{x}", "x^{1/3}"),
+    ("11\\sqrt2", "\\sqrt{242}"),
+    ("\\frac{1}{\\sqrt2 + 1}", "\\sqrt2 - 1"),
+    ("(1+\\sqrt{2})^2", "3 + 2\\sqrt{2}"),
+    ("2\\pi", "2pi"),
+    ("\\pi r^2", "r^2\\pi"),
+    ("\\frac{\\pi}{2}", "\\pi/2"),
+    ("e^{2}", "\\exp(2)"),
+    ("1-\\frac{1}{e}", "\\frac{e-1}{e}"),
+    ("\\ln(e^3)", "3"),
+    ("\\log_2 8", "3"),
+    ("\\sin\\frac{\\pi}{6}", "\\frac12"),
+    ("\\cos^2 x + \\sin^2 x", "1"),
+    ("\\cot x", "\\frac{\\cos x}{\\sin x}"),
+    ("\\arctan 1", "\\frac{\\pi}{4}"),
+    ("\\sin^{-1}(1)", "\\frac{\\pi}{2}"),
+    ("|-3|", "3"),
+    ("\\left| -3 \\right|", "3"),
+    ("\\lfloor 3.7 \\rfloor", "3"),
+    ("\\lceil 3.2 \\rceil", "4"),
+    ("5!", "120"),
+    ("\\binom{5}{2}", "10"),
+    ("\\dbinom{6}{3}", "20"),
+    ("2^10", "1024"),
+    ("2^{10}", "1024"),
+    ("2**10", "1024"),
+    ("2^{-1}", "0.5"),
+    ("-2 + 7i", "7i - 2"),
+    ("(1+i)^2", "2i"),
+    ("\\sqrt{-4}", "2i"),
+    # expressions and polynomials
+    ("(x+1)^2", "x^2+2x+1"),
+    ("x^2 - 1", "(x-1)(x+1)"),
+    ("(a+5)(b+2)", "ab + 2a + 5b + 10"),
+    ("\\frac{11+9a}{20}", "\\frac{11}{20} + \\frac{9a}{20}"),
+    ("8n^2 + 4n + 1", "1 + 4n + 8n^2"),
+    ("2k+2", "2(k+1)"),
+    ("x^5 - x^4 + x^3 - x^2 + x - 1", "(x-1)(x^4+x^2+1)"),
+    ("3R^2", "3 R^2"),
+    ("p - q", "-q + p"),
+    ("\\frac{x^2-1}{x-1}", "x+1"),
+    ("2\\cdot x", "2x"),
+    ("2 \\times x", "2*x"),
+    ("x_1 + x_2", "x_{2} + x_{1}"),
+    ("\\alpha + \\beta", "\\beta+\\alpha"),
+    # equations and variables
+    ("x = 3", "3"),
+    ("3", "x=3"),
+    ("x=5", "x = 5"),
+    ("y = 2x + 3", "y=3+2x"),
+    ("y = 2x + 3", "2x - y + 3 = 0"),
+    ("5x - 7y + 11z + 4 = 0", "-5x + 7y - 11z - 4 = 0"),
+    ("y = -2x", "-2x"),
+    ("x \\in [-2,7]", "[-2, 7]"),
+    ("x > 5", "(5, \\infty)"),
+    ("x \\ge 5", "[5, \\infty)"),
+    ("-2 \\le x \\le 7", "[-2,7]"),
+    ("x < 3", "3 > x"),
+    # spacing and sizing commands
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)"),
+    ("\\!\\,3\\;", "3"),
+    ("\\displaystyle\\frac12", "0.5"),
+    ("$\\frac{1}{2}$", "1/2"),
+    ("\\(5\\)", "5"),
+    ("\\boxed{5}", "5"),
+    ("5.", "5"),
+    # intervals, tuples, sets, lists
+    ("(3,4]", "(3, 4]"),
+    ("(-\\infty, 0]", "(-inf, 0]"),
+    ("(-\\infty, 2) \\cup (3, \\infty)", "(3, \\infty) \\cup (-\\infty, 2)"),
+    ("\\left(\\frac{3}{5},\\frac{8}{3}\\right]", "(0.6, 8/3]"),
+    ("[\\frac{\\pi^2}{8}, \\frac{5 \\pi^2}{4}]", "\\left[ \\frac{\\pi^2}{8}, \\frac{5 \\pi^2}{4} \\right]"),
+    ("(1,-16,-4,43)", "(1, -16, -4, 43)"),
+    ("(2, 4)", "(2,4)"),
+    ("\\langle 1, 2 \\rangle", "(1, 2)"),
+    ("1, 2", "2, 1"),
+    ("-2,1", "1,-2"),
+    ("3, 5, 7", "7, 3, 5"),
+    ("2 \\text{ and } 3", "2, 3"),
+    ("2 or 3", "3, 2"),
+    ("\\{1, 2, 3\\}", "3, 2, 1"),
+    ("\\{4\\}", "4"),
+    ("\\{1\\pm\\sqrt{5},-2\\}", "-2, 1+\\sqrt5, 1-\\sqrt5"),
+    ("3 \\pm 2 \\sqrt{2}", "3 + 2\\sqrt2, 3 - 2\\sqrt2"),
+    ("1 \\pm \\sqrt{19}", "1-\\sqrt{19}, 1+\\sqrt{19}"),
+    ("\\pm 2", "2, -2"),
+    ("x = 1, x = 2", "x=2, x=1"),
+    ("\\emptyset", "\\varnothing"),
+    # matrices
+    ("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}", "\\begin{bmatrix}-1&0\\\\0&-1\\end{bmatrix}"),
+    ("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}", "\\begin{pmatrix} 0.2 \\\\ -3.6 \\end{pmatrix}"),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}", "(1, 2, 3)"),
+    ("\\frac{1}{5}\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 0.2 \\\\ 0.4 \\end{pmatrix}"),
+    # bases, text answers, multiple choice
+    ("2516_8", "2516_{8}"),
+    ("4210_{5}", "4210"),
+    ("\\text{Evelyn}", "Evelyn"),
+    ("evelyn", "\\text{Evelyn}"),
+    ("\\textbf{east}", "\\text{east}"),
+    ("(C)", "\\text{(C)}"),
+    ("C", "\\text{(C)}"),
+    ("\\text{(B)}", "\\text{(B)}"),
+]
+
+NOT_EQUIVALENT = [
+    # the strict cases a lenient grader gets wrong
+    ("1+1/e", "1-1/e"),
+    ("\\frac{1}{2006!}", "\\frac{1}{2004!}"),
+    ("4\\sqrt{2}", "4"),
+    ("4", "4\\sqrt{2}"),
+    ("1, 2, 3", "2, 3, 4"),
+    ("2, 3, 4", "1, 2, 3"),
+    # numbers
+    ("1,2", "12"),
+    ("1, 2", "12"),
+    ("0.333", "\\frac13"),
+    ("3.14", "\\pi"),
+    ("\\frac{355}{113}", "\\pi"),
+    ("1.4142135", "\\sqrt2"),
+    ("50\\%", "0.5"),
+    ("30^\\circ", "\\frac{\\pi}{6}"),
+    ("10^{-50}", "0"),
+    ("\\pi \\cdot 10^{-50}", "0"),
+    ("2^{1000}", "2^{1000}+1"),
+    ("-5", "5"),
+    ("5", "-5"),
+    ("2\\frac12", "1"),
+    ("1\\frac{4}{5}", "\\frac45"),
+    ("1.5e3", "15"),
+    ("e", "2.718281828"),
+    ("i", "1"),
+    ("\\sqrt{2}", "\\sqrt{3}"),
+    ("\\sqrt[3]{8}", "\\sqrt{8}"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt{2}}{2}"),
+    ("\\log_2 8", "\\log_3 8"),
+    ("2\\pi", "\\pi"),
+    ("6!", "120"),
+    ("2 3", "6"),
+    # expressions
+    ("(x+1)^2", "x^2+1"),
+    ("x^2 + 2x", "x^2 + 2y"),
+    ("2k", "2n"),
+    ("x", "x + 10^{-30}"),
+    ("8n^2 + 4n + 1", "8n^2 + 4n - 1"),
+    ("\\sin x", "\\cos x"),
+    ("x^{x^{x}}", "x^{x^{x}} + 1"),
+    # equations and inequalities
+    ("x = 3", "x = 4"),
+    ("y = 2x + 3", "y = 2x - 3"),
+    ("x > 5", "x < 5"),
+    ("x > 5", "[5, \\infty)"),
+    ("x \\ge 5", "(5, \\infty)"),
+    ("5x - 7y + 11z + 4 = 0", "5x - 7y + 11z - 4 = 0"),
+    ("x < 3", "2x > 6"),
+    # structures
+    ("(2, 4)", "[2, 4]"),
+    ("(3, 4]", "(3, 4)"),
+    ("(2, 4)", "(4, 2)"),
+    ("(1, 2)", "1, 2"),
+    ("(-\\infty, 2) \\cup (3, \\infty)", "(-\\infty, 2) \\cup [3, \\infty)"),
+    ("1, 2", "1, 2, 3"),
+    ("1, 1, 2", "1, 2"),
+    ("\\{1, 2\\}", "\\{1, 3\\}"),
+    ("3 \\pm 2\\sqrt2", "3 + 2\\sqrt2"),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}"),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
+    # text
+    ("Evelyn", "\\text{Navin}"),
+    ("\\text{west}", "\\text{east}"),
+    ("tase", "\\text{east}"),
+    ("(B)", "\\text{(C)}"),
+    # unreadable or empty
+    ("", "5"),
+    ("   ", "5"),
+    ("\\boxed{}", "5"),
+    ("5 +", "5"),
+    ("(5", "5"),
+    ("\\frac{1}{0}", "1"),
+    ("\\foo{5}", "5"),
+    ("5" * 1001, "5" * 1001),
+]
+
+
+@pytest.mark.parametrize(("pred", "gold"), EQUIVALENT)
+def test_equivalent(pred, gold):
+    assert is_equivalent(pred, gold)
+
+
+@pytest.mark.parametrize(("pred", "gold"), NOT_EQUIVALENT)
+def test_not_equivalent(pred, gold):
+    assert not is_equivalent(pred, gold)
+
+
+def test_enough_cases():
+    assert len(EQUIVALENT) + len(NOT_EQUIVALENT) >= 150
+
+
+EXTRACTIONS = [
+    ("so the answer is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
+    ("\\boxed{\\frac{\\sqrt{3}}{\\left(2\\right)}}", "\\frac{\\sqrt{3}}{\\left(2\\right)}"),
+    ("first \\boxed{1} then \\boxed{2}", "2"),
+    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+    ("the result is \\fbox{7}", "7"),
+    ("\\boxed 5 is it", "5"),
+    ("\\boxed{3} and a truncated \\boxed{4", "3"),
+    ("\\boxed{} then \\boxed{9}", "9"),
+    ("Try: 3+4\nCheck: 7.\nCorrect.\nFinal answer: (3+4)*2", "(3+4)*2"),
+    ("Answer: 12", "12"),
+    ("blah\n**Final Answer:** $\\frac{2}{3}$.", "\\frac{2}{3}"),
+    ("Final answer:\n42\n", "42"),
+    ("answer: 1\nfinal ANSWER: 2", "2"),
+    ("She makes 9 * 2 = $18.\n#### 18", "18"),
+    ("#### 1,450,000", "1,450,000"),
+    ("Final answer: 5\n\\boxed{6}", "6"),
+    ("no answer here", None),
+    ("", None),
+    ("\\boxedx{3}", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EXTRACTIONS)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_grade_extracts_then_compares():
+    assert grade("We get $x = \\boxed{\\dfrac{1}{2}}$.", "0.5")
+    assert not grade("We get $x = \\boxed{\\dfrac{1}{3}}$.", "0.5")
+    assert not grade("I am not sure.", "0.5")
+    assert grade("She has 5 left.\n#### 5", "5")
