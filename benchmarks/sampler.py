@@ -129,7 +129,11 @@ def main(argv=None) -> None:
     params = jax.jit(init_params, static_argnums=(0, 1))(mc, 0)
     peak = matmul_peak(2048)["flops_per_s"]
     grid = [(64, 128)] if args.quick else [(64, 128), (64, 512), (256, 128), (256, 512)]
-    t1jax_rows = [bench_t1jax(mc, params, b, m, peak) for b, m in grid]
+    t1jax_rows = []
+    for b, m in grid:
+        print(f"t1jax sampler: batch {b}, {m} new tokens ...", file=sys.stderr, flush=True)
+        t1jax_rows.append(bench_t1jax(mc, params, b, m, peak))
+    print("recompute sampler and transformers generate ...", file=sys.stderr, flush=True)
     recompute = bench_recompute(mc, params, 64, 128, steps=8)
     peer = bench_transformers(mc, 64, 128)
     base = next(r for r in t1jax_rows if (r["batch"], r["new_tokens"]) == (64, 128))

@@ -9,6 +9,8 @@ Measures, in one run and on the same machine:
      with a note on stderr when torch or transformers is missing).
 FLOPs use one formula for both, `ModelConfig.flops_per_token` (6 * matmul weights + attention).
 Timing is wall clock around the steps after warm-up; compilation is reported as compile_s.
+Each section also reports `other_load`: the cores that other processes kept busy meanwhile (on a
+shared machine, figures taken with other_load well above 0 are slowed by the neighbours).
 
 Run:  python benchmarks/train_step.py [--batch 32 --seq 256 --steps 10 --warmup 2]
 Prints one JSON object on stdout.
@@ -64,6 +66,32 @@ def machine_info() -> dict:
     }
 
 
+class OtherLoad:
+    """Measures how many cores other processes kept busy during the with-block (from /proc/stat), since a
+    shared machine's neighbours slow every figure here; `cores` stays None where /proc/stat is missing."""
+
+    def __enter__(self):
+        self.cores, self._start = None, self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        if self._start and end:
+            (busy0, own0, t0), (busy1, own1, t1) = self._start, end
+            self.cores = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 2)
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(x) for x in f.readline().split()[1:]]
+        except OSError:
+            return None
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        own = sum(os.times()[:4])
+        return busy, own, time.perf_counter()
+
+
 def matmul_peak(n: int, reps: int = 10) -> dict:
     """FLOP/s of the best of `reps` jitted float32 n x n matmuls (after warm-up)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
@@ -95,6 +123,7 @@ def summarize(step_times: list[float], compile_s: float, tokens_per_step: int, f
     return {
         "compile_s": compile_s,
         "step_s_mean": mean,
+        "step_s_median": sorted(step_times)[len(step_times) // 2],
         "step_s_min": min(step_times),
         "tokens_per_s": tokens_per_s,
         "flops_per_s": flops_per_token * tokens_per_s,
@@ -118,14 +147,15 @@ def bench_t1jax(batch: int, seq: int, steps: int, warmup: int, peak: float) -> d
     compiled = step.lower(state, data).compile()
     compile_s = time.perf_counter() - start
     times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        state, metrics = compiled(state, data)
-        metrics["loss"].block_until_ready()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    with OtherLoad() as load:
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            state, metrics = compiled(state, data)
+            metrics["loss"].block_until_ready()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
     result = summarize(times, compile_s, batch * seq, mc.flops_per_token(seq), peak)
-    return {"final_loss": float(metrics["loss"]), "num_params": mc.num_params(), **result}
+    return {"final_loss": float(metrics["loss"]), "num_params": mc.num_params(), **result, "other_load": load.cores}
 
 
 def torch_peer(mc: ModelConfig, seq: int):
@@ -178,11 +208,12 @@ def bench_torch(batch: int, seq: int, steps: int, warmup: int, peak: float) -> d
         return loss.item()
 
     times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        loss = step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    with OtherLoad() as load:
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            loss = step()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
     result = summarize(times, 0.0, batch * seq, mc.flops_per_token(seq), peak)
     return {
         "final_loss": loss,
@@ -192,6 +223,7 @@ def bench_torch(batch: int, seq: int, steps: int, warmup: int, peak: float) -> d
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         **result,
+        "other_load": load.cores,
     }
 
 
@@ -205,7 +237,9 @@ def main(argv=None) -> None:
     p.add_argument("--skip-torch", action="store_true", help="measure t1jax only")
     args = p.parse_args(argv)
 
-    peak = matmul_peak(args.matmul_n)
+    with OtherLoad() as load:
+        peak = matmul_peak(args.matmul_n)
+    peak["other_load"] = load.cores
     t1 = bench_t1jax(args.batch, args.seq, args.steps, args.warmup, peak["flops_per_s"])
     if args.skip_torch:
         peer = {"skipped": "--skip-torch"}
