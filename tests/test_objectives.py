@@ -149,3 +149,18 @@ def test_selection_uses_raw_correctness_and_balances():
     assert len(set(picked.tolist())) == 4 and 4 in picked  # the only wrong one is kept
     with pytest.raises(ValueError, match="keep_per_prompt"):
         keep_m_of_k(correct[0], 5, rng)
+
+
+def test_groups_differing_only_by_penalties_are_still_filtered():
+    """Shaped rewards differ (a penalised sample gets -1) but raw correctness is all wrong: the
+    group has no signal and is dropped before the loss; a mixed group is kept."""
+    from t1jax.rewards.penalties import PenaltyConfig, apply_penalties
+    from t1jax.train.selection import has_signal
+
+    correct = np.array([False, False, False, False, True, False, True, False])
+    tokens = [[5, 6, 7]] * 8
+    truncated = np.array([True, False, False, False, False, False, False, False])
+    breakdown = apply_penalties(correct, tokens, truncated, PenaltyConfig())
+    reward_PK, correct_PK = breakdown.reward.reshape(2, 4), breakdown.correct.reshape(2, 4)
+    assert reward_PK[0].std() > 0                    # the shaped rewards of group 0 differ ...
+    np.testing.assert_array_equal(has_signal(correct_PK), [False, True])   # ... yet it is filtered
