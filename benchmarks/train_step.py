@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+from common import machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script directory)
 
 from t1jax import config as config_lib
 from t1jax import parallel
@@ -35,35 +33,6 @@ from t1jax.model import ModelConfig
 from t1jax.train.optimizer import learning_rate_schedule, make_optimizer
 from t1jax.train.sft_step import make_sft_step
 from t1jax.train.state import make_layout
-
-
-def machine_info() -> dict:
-    cpu_model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu_model)
-    except OSError:
-        pass
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
-    import flax
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model,
-        "cpu_cores": os.cpu_count(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "torch": torch_version,
-        "jax_backend": jax.default_backend(),
-        "device_kind": jax.devices()[0].device_kind,
-        "device_count": jax.device_count(),
-    }
 
 
 class OtherLoad:
@@ -90,21 +59,6 @@ class OtherLoad:
         busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
         own = sum(os.times()[:4])
         return busy, own, time.perf_counter()
-
-
-def matmul_peak(n: int, reps: int = 10) -> dict:
-    """FLOP/s of the best of `reps` jitted float32 n x n matmuls (after warm-up)."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
-    dot = jax.jit(jnp.dot)
-    for _ in range(3):
-        dot(a, b).block_until_ready()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        dot(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return {"n": n, "best_s": best, "flops_per_s": 2 * n**3 / best}
 
 
 def demo_model_config(batch: int, seq: int):
