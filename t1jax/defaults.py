@@ -76,10 +76,10 @@ def base_config() -> ml_collections.ConfigDict:
     s.prompt_field = "prompt"
     s.response_field = "response"
     s.tokenizer_path = ""  # sentencepiece .model; "" = train one on the data
-    s.seq_len = 128
+    s.seq_len = 192  # fits the built-in traces (countdown p95: 154 tokens with the demo tokenizer)
     s.batch_size = 32
     s.grad_accum_steps = 1  # micro-batches per step (batch_size must divide evenly)
-    s.num_steps = 300
+    s.num_steps = 200
     s.eval_fraction = 0.05  # held out for the validation loss (built-in task: its validation split)
     s.eval_every = 50
     s.num_builtin_examples = 4000  # synthesized training traces of the built-in task
