@@ -10,13 +10,13 @@ optimizer, anchor, prompt iterator, RNG, step) and, on CPU, repeats the same met
 from __future__ import annotations
 
 import pathlib
-import sys
 import time
 
 import jax
 import numpy as np
 
 from t1jax import parallel
+from t1jax.config import set_value
 from t1jax.data.rl_prompts import prompt_stream
 from t1jax.data.synthesis import extract_final_answer
 from t1jax.data.tasks import get_task
@@ -221,8 +221,7 @@ def _minibatches(batch: dict, count: int):
 
 
 def _with(config, overrides: dict):
-    from t1jax.config import set_value
-
+    """A copy of `config` with some keys changed (RL's own learning rate and warmup)."""
     copy = config.copy_and_resolve_references()
     for key, value in overrides.items():
         set_value(copy, key, value)
@@ -231,7 +230,3 @@ def _with(config, overrides: dict):
 
 def _join(directory: str, name: str) -> str:
     return str(pathlib.Path(directory) / name) if directory else ""
-
-
-if __name__ == "__main__":
-    sys.exit("use: t1jax rl --config ...")
