@@ -4,16 +4,16 @@ launch/sweep.py reads this file. Each factor maps a level label to the config ov
 BASELINE names the level of each factor that the baseline run uses. An ablation changes one factor at a
 time away from the baseline; a grid runs every combination. Every level states its values explicitly (the
 baseline too), so a run does not depend on what the demo config happens to set for these keys. The "on"
-values come from t1jax.defaults, so they follow the recipe's defaults when those change.
+values come from the demo config, so the baseline is the demo itself.
 
 Labels become part of run names and directories: letters, digits, "." and "-" only.
 """
 
-from t1jax.defaults import base_config
+from t1jax.demo.config import demo_config
 
 BASE_CONFIG = "configs/demo.py"
 
-_rl = base_config().rl
+_rl = demo_config().rl  # the demo the sweep runs
 
 FACTORS = {
     # K samples per prompt (oversampling); the paper uses 64.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 
 from t1jax import config as config_lib
@@ -15,6 +16,10 @@ commands:
   rl        T1 reinforcement learning from an SFT run (rl.init_from=<its workdir>)
   sample    sample from the latest checkpoint of run.workdir:
             --prompt TEXT (repeatable) [--num_samples K]
+  eval      pass@1, maj@k, pass@k and an inference-scaling curve of a run's checkpoint:
+            [--run DIR (default run.workdir)] [--step N] [--out DIR (default <run>/eval)]
+  demo      the whole recipe on the built-in task: SFT, RL, evaluation, scaling curves, report
+            (default config: configs/demo.py's settings; resumable: rerun the same command)
   config    print the resolved config and exit
 
 FILE is a Python file whose get_config() returns an ml_collections.ConfigDict (see configs/);
@@ -22,8 +27,20 @@ overrides are parsed by the type of the key's default, e.g. --config.model.num_l
 """
 
 
+def _demo_config():
+    from t1jax.demo.config import demo_config
+
+    return demo_config()
+
+
+# The config a command runs with when no --config is given (others: t1jax.defaults.base_config).
+DEFAULT_CONFIGS = {"demo": _demo_config}
+
 # Options that a command takes besides the config: name -> (type, repeatable).
-OPTIONS = {"sample": {"prompt": (str, True), "num_samples": (int, False)}}
+OPTIONS = {
+    "sample": {"prompt": (str, True), "num_samples": (int, False)},
+    "eval": {"run": (str, False), "step": (int, False), "out": (str, False)},
+}
 
 
 def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], dict]:
@@ -66,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         command, path, overrides, options = parse_args(argv)
         if command not in COMMANDS:
             raise config_lib.ConfigError(f"unknown command '{command}' (commands: {', '.join(COMMANDS)})")
-        config = config_lib.load(path, overrides)
+        config = config_lib.load(path, overrides, DEFAULT_CONFIGS.get(command))
         COMMANDS[command](config, **options)
     except T1jaxError as e:
         print(f"t1jax: error: {e}", file=sys.stderr)
@@ -98,11 +115,25 @@ def _sample(config, prompt: list[str] | None = None, num_samples: int | None = N
         print(json.dumps(result))
 
 
+def _eval(config, run: str | None = None, step: int | None = None, out: str | None = None) -> None:
+    from t1jax.eval.runner import eval_markdown, run_eval
+
+    run = run or config.run.workdir
+    result = run_eval(config, run, step, out or str(pathlib.Path(run) / "eval"))
+    print(eval_markdown(result))
+
+
+def _demo(config) -> None:
+    from t1jax.demo import run_demo
+
+    run_demo(config)
+
+
 def _config(config) -> None:
     print(config)
 
 
-COMMANDS = {"sft": _sft, "rl": _rl, "sample": _sample, "config": _config}
+COMMANDS = {"sft": _sft, "rl": _rl, "sample": _sample, "eval": _eval, "demo": _demo, "config": _config}
 
 if __name__ == "__main__":
     sys.exit(main())

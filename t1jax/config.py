@@ -21,13 +21,13 @@ MESH_AXES = ("data", "fsdp", "tensor")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def load(path: str | None = None, overrides: Iterable[str] | Mapping[str, object] = ()):
-    """Returns the validated, locked config from `path` (None: the base) with `overrides`.
+def load(path: str | None = None, overrides: Iterable[str] | Mapping[str, object] = (), default=None):
+    """Returns the validated, locked config from `path` (None: `default()`, else the base) with `overrides`.
 
     `overrides` is either strings "model.num_layers=4" (as given on the command line, values
     parsed by the type of the default) or a mapping {"model.num_layers": 4}.
     """
-    config = base_config() if path is None else _from_file(path)
+    config = (default or base_config)() if path is None else _from_file(path)
     _check_against_schema(config, base_config(), source=path or "base config")
     items = overrides.items() if isinstance(overrides, Mapping) else map(_split_override, overrides)
     for dotted, value in items:
@@ -216,6 +216,32 @@ def validate(config) -> None:
         "checkpoint.max_to_keep and checkpoint.save_every must be positive",
     )
     _require(config.run.log_every > 0 and s.eval_every > 0, "run.log_every and sft.eval_every must be positive")
+    _require(s.patience >= 0 and s.min_improvement >= 0, "sft.patience and sft.min_improvement must be >= 0")
+    ev = config.eval
+    _require(ev.num_problems >= 0, f"eval.num_problems must be >= 0, got {ev.num_problems}")
+    for key in ("num_samples", "max_new_tokens", "answer_tokens", "batch_prompts"):
+        _require(ev[key] >= 1, f"eval.{key} must be >= 1, got {ev[key]}")
+    _require(ev.temperature >= 0 and ev.scaling_temperature >= 0, "eval temperatures must be >= 0 (0: greedy)")
+    _require(
+        ev.temperature > 0 or ev.num_samples == 1,
+        f"eval.temperature=0 (greedy) gives identical samples: set eval.num_samples=1, not {ev.num_samples}",
+    )
+    _require(0 < ev.top_p <= 1, f"eval.top_p must be in (0, 1], got {ev.top_p}")
+    parse_budgets(ev.budgets)
+    _require(config.demo.rl_checkpoints >= 1, f"demo.rl_checkpoints must be >= 1, got {config.demo.rl_checkpoints}")
+
+
+def parse_budgets(text: str) -> list[int]:
+    """eval.budgets "4,8,16" -> [4, 8, 16]: distinct, increasing, positive token counts ("" -> [])."""
+    try:
+        budgets = [int(b) for b in text.replace(" ", "").split(",") if b]
+    except ValueError:
+        raise ConfigError(f"eval.budgets must be comma-separated token counts like '8,16,32', got {text!r}") from None
+    _require(
+        all(b > 0 for b in budgets) and budgets == sorted(set(budgets)),
+        f"eval.budgets must be distinct positive increasing token counts, got {text!r}",
+    )
+    return budgets
 
 
 def _require(condition: bool, message: str) -> None:

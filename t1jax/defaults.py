@@ -83,6 +83,12 @@ def base_config() -> ml_collections.ConfigDict:
     s.eval_fraction = 0.05  # held out for the validation loss (built-in task: its validation split)
     s.eval_every = 50
     s.num_builtin_examples = 4000  # synthesized training traces of the built-in task
+    s.patience = 0  # stop after this many evaluations without a better validation loss; 0: run num_steps
+    s.min_improvement = 0.01  # a validation loss counts as better when it is this fraction below the best
+
+    # Difficulty knobs of the built-in task (sft.task, rl.task and the evaluation all use them), as
+    # "name=value,..." e.g. "max_solution=9,max_constant=20"; "" = the task's defaults.
+    c.task_knobs = ""
 
     # Sampling (the `sample` command; RL rollouts use it too).
     c.sampling = sp = ml_collections.ConfigDict()
@@ -128,6 +134,25 @@ def base_config() -> ml_collections.ConfigDict:
     rl.repeat_ngram = 8  # a token n-gram ...
     rl.repeat_max = 4  # ... occurring more often than this marks a sample repetitive
     rl.garbage_fraction = 0.3  # share of byte-fallback/unknown tokens that marks garbage
+
+    # Evaluation: `t1jax eval`, and the demo's evaluation of its SFT and RL models.
+    c.eval = ev = ml_collections.ConfigDict()
+    ev.suite = ""  # "": the built-in task (rl.task) split below; or math500 / gsm8k / aime24 / a JSONL path
+    ev.split = "test"
+    ev.num_problems = 200  # problems of a built-in task; for a benchmark 0 = all rows, n = the first n
+    ev.num_samples = 8  # n samples per problem: pass@1 is their mean; maj@k and pass@k for k <= n
+    ev.temperature = 1.0  # 0: greedy (then num_samples must be 1)
+    ev.top_p = 1.0
+    ev.max_new_tokens = 160
+    ev.budgets = "4,8,16,32,64,128"  # inference-scaling reasoning budgets in tokens; "": no curve
+    ev.scaling_temperature = 0.0  # how the one reasoning trace per problem is drawn (0: greedy)
+    ev.answer_tokens = 32  # greedy tokens decoded after the answer-forcing suffix
+    ev.batch_prompts = 64  # prompts per sampler call (bounds the KV cache)
+
+    # The end-to-end demo (`t1jax demo`): SFT -> RL -> evaluation -> report in run.workdir.
+    c.demo = dm = ml_collections.ConfigDict()
+    dm.sft_dir = ""  # a finished SFT run to start RL from ("": train one in <workdir>/sft)
+    dm.rl_checkpoints = 3  # evenly spaced RL checkpoints whose inference-scaling curves are drawn
 
     # Run bookkeeping.
     c.run = ml_collections.ConfigDict()

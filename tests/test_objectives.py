@@ -162,5 +162,5 @@ def test_groups_differing_only_by_penalties_are_still_filtered():
     truncated = np.array([True, False, False, False, False, False, False, False])
     breakdown = apply_penalties(correct, tokens, truncated, PenaltyConfig())
     reward_PK, correct_PK = breakdown.reward.reshape(2, 4), breakdown.correct.reshape(2, 4)
-    assert reward_PK[0].std() > 0                    # the shaped rewards of group 0 differ ...
-    np.testing.assert_array_equal(has_signal(correct_PK), [False, True])   # ... yet it is filtered
+    assert reward_PK[0].std() > 0  # the shaped rewards of group 0 differ ...
+    np.testing.assert_array_equal(has_signal(correct_PK), [False, True])  # ... yet it is filtered

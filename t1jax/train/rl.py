@@ -19,7 +19,7 @@ from t1jax import parallel
 from t1jax.config import set_value
 from t1jax.data.rl_prompts import prompt_stream
 from t1jax.data.synthesis import extract_final_answer
-from t1jax.data.tasks import get_task
+from t1jax.data.tasks import task_from_config
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import CheckpointError, ConfigError, TrainingError
 from t1jax.rewards.penalties import PenaltyConfig, apply_penalties
@@ -43,7 +43,7 @@ class RLRun:
         self.workdir = pathlib.Path(config.run.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.tokenizer = self._tokenizer()
-        self.task = get_task(r.task)
+        self.task = task_from_config(config, r.task)
         updates = r.num_steps * r.num_passes * r.minibatches
         rl_optim = {"optim.learning_rate": r.learning_rate, "optim.warmup_steps": r.warmup_steps}
         self.layout = layout_from_config(_with(config, rl_optim), updates)

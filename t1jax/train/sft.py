@@ -18,26 +18,26 @@ from t1jax import parallel
 from t1jax.data.jsonl import read_jsonl
 from t1jax.data.sft_batches import batch_stream, encode_examples, fixed_batches
 from t1jax.data.synthesis import sft_examples
-from t1jax.data.tasks import get_task
+from t1jax.data.tasks import task_from_config
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import ConfigError
 from t1jax.train.checkpoint import Checkpointer
-from t1jax.train.metrics import MetricsWriter
+from t1jax.train.metrics import MetricsWriter, read_metrics
 from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.progress import Progress
 from t1jax.train.sft_step import make_eval_loss, make_sft_step
 from t1jax.train.state import layout_from_config
 
 
-def load_examples(sft_config, seed: int) -> tuple[list[dict], list[dict], str]:
+def load_examples(config, seed: int) -> tuple[list[dict], list[dict], str]:
     """(train, validation, summary): the JSONL file split by eval_fraction, or synthesized
     trial-and-error traces of the built-in task's train and validation splits."""
-    s = sft_config
+    s = config.sft
     if s.data_path:
         data = read_jsonl(s.data_path, (s.prompt_field, s.response_field), strict=s.strict_data)
         train, validation = split_examples(data.records, s.eval_fraction, seed)
         return train, validation, data.summary()
-    task = get_task(s.task)
+    task = task_from_config(config, s.task)
     train = sft_examples(task, "train", s.num_builtin_examples, seed)
     num_validation = max(1, round(s.num_builtin_examples * s.eval_fraction)) if s.eval_fraction else 0
     validation = sft_examples(task, "validation", num_validation, seed) if num_validation else []
@@ -78,7 +78,7 @@ def run_sft(config) -> dict:
     workdir = pathlib.Path(run.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    train_examples, eval_examples, data_summary = load_examples(s, run.seed)
+    train_examples, eval_examples, data_summary = load_examples(config, run.seed)
     print(f"sft data: {data_summary}", file=sys.stderr)
     tokenizer = load_tokenizer(config, train_examples + eval_examples, workdir)
     train_data = encode_examples(train_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
@@ -120,11 +120,14 @@ def run_sft(config) -> dict:
         "num_truncated": train_data.num_truncated,
         "num_train_examples": len(train_examples),
         "num_eval_examples": len(eval_examples),
+        "stopped_early": False,
     }
     tokens_per_step = s.batch_size * s.seq_len
+    stopper = EarlyStopping(s.patience, s.min_improvement, _val_history(workdir, start_step))
+    summary["stopped_early"] = stopper.stopped  # a resumed run that had already stopped trains no further
     try:
         last_time, last_step = time.perf_counter(), start_step
-        for step in range(start_step + 1, s.num_steps + 1):
+        for step in range(start_step + 1, 0 if stopper.stopped else s.num_steps + 1):
             state, metrics = step_fn(state, parallel.to_global(next(batches), batch_sh))
             final = step == s.num_steps
             if step % run.log_every == 0 or final:
@@ -138,8 +141,17 @@ def run_sft(config) -> dict:
             if eval_data is not None and (step % s.eval_every == 0 or final):
                 summary["val_loss"] = validation_loss(eval_fn, state.params, eval_data, s.batch_size, batch_sh)
                 writer.write(step, {"loss": summary["val_loss"]}, prefix="val_")
+                if stopper.update(summary["val_loss"]) and not final:
+                    print(
+                        f"sft: validation loss has not improved by {s.min_improvement:.0%} for {s.patience} "
+                        f"evaluations (best {stopper.best:.4f}); stopping at step {step}",
+                        file=sys.stderr,
+                    )
+                    final, summary["stopped_early"] = True, True
             if step % config.checkpoint.save_every == 0 or final:
-                checkpointer.save(step, state, batches.get_state())
+                checkpointer.save(step, state, batches.get_state(), force=True)
+            if final:
+                break
         checkpointer.wait()
     finally:
         progress.close()
@@ -147,6 +159,38 @@ def run_sft(config) -> dict:
         checkpointer.close()
     summary["final_step"] = int(state.step)
     return summary
+
+
+class EarlyStopping:
+    """Stop when `patience` evaluations in a row fail to beat the best validation loss by the
+    fraction `min_improvement` (patience 0: never stop)."""
+
+    def __init__(self, patience: int, min_improvement: float, history: list[float] = ()):
+        self.patience, self.min_improvement = patience, min_improvement
+        self.best, self.since_best = float("inf"), 0
+        for loss in history:
+            self.update(loss)
+
+    def update(self, loss: float) -> bool:
+        """Records one validation loss; True when training should stop."""
+        if loss < self.best * (1 - self.min_improvement):
+            self.best, self.since_best = loss, 0
+        else:
+            self.best, self.since_best = min(self.best, loss), self.since_best + 1
+        return self.stopped
+
+    @property
+    def stopped(self) -> bool:
+        return self.patience > 0 and self.since_best >= self.patience
+
+
+def _val_history(workdir: pathlib.Path, up_to_step: int) -> list[float]:
+    """Validation losses logged up to a resumed checkpoint, so early stopping resumes too."""
+    path = workdir / "metrics.jsonl"
+    if not up_to_step or not path.is_file():
+        return []
+    losses = {r["step"]: r["val_loss"] for r in read_metrics(str(path)) if "val_loss" in r and r["step"] <= up_to_step}
+    return [losses[step] for step in sorted(losses)]
 
 
 def validation_loss(eval_fn, params, data, batch_size: int, batch_sharding) -> float:

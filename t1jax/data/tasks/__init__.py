@@ -19,4 +19,27 @@ def get_task(name: str, **knobs: Any) -> Task:
     return TASKS[name].with_knobs(**knobs)
 
 
-__all__ = ["SPLITS", "TASKS", "Countdown", "LinearEquation", "Task", "get_task"]
+def parse_knobs(text: str) -> dict[str, Any]:
+    """ "max_numbers=4,negative=true" -> {"max_numbers": 4, "negative": True} (ints, bools or strings)."""
+    knobs: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise ConfigError(f"task knobs must look like 'name=value,name=value', got {text!r}")
+        value = value.strip()
+        if value.lower() in ("true", "false"):
+            knobs[name.strip()] = value.lower() == "true"
+        else:
+            try:
+                knobs[name.strip()] = int(value)
+            except ValueError:
+                knobs[name.strip()] = value
+    return knobs
+
+
+def task_from_config(config, name: str) -> Task:
+    """The built-in task `name` with the config's task_knobs."""
+    return get_task(name, **parse_knobs(config.task_knobs))
+
+
+__all__ = ["SPLITS", "TASKS", "Countdown", "LinearEquation", "Task", "get_task", "parse_knobs", "task_from_config"]

@@ -1,0 +1,104 @@
+"""`t1jax demo`: the whole T1 recipe on the built-in task, measured, in one resumable command.
+
+    tokenizer + synthesized trial-and-error traces -> SFT until the validation loss stops
+    improving -> T1 RL from that checkpoint -> pass@1 / maj@k / pass@k of SFT and RL on the
+    held-out test split -> inference-scaling curves of SFT and RL checkpoints -> report
+
+Everything lands in run.workdir: sft/ and rl/ (checkpoints, metrics, TensorBoard), stages/
+(one JSON per finished stage, so an interrupted demo resumes where it stopped) and report/
+(report.md, results.json, PNGs, TensorBoard logs).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+from t1jax.config import set_value
+from t1jax.demo.report import write_report
+from t1jax.demo.stages import StageLog
+from t1jax.errors import ConfigError
+
+
+def _with(config, overrides: dict):
+    copy = config.copy_and_resolve_references()
+    for key, value in overrides.items():
+        set_value(copy, key, value)
+    return copy
+
+
+class Demo:
+    def __init__(self, config):
+        self.config = config
+        self.workdir = pathlib.Path(config.run.workdir)
+        self.sft_dir = pathlib.Path(config.demo.sft_dir) if config.demo.sft_dir else self.workdir / "sft"
+        self.rl_dir = self.workdir / "rl"
+        self.report_dir = self.workdir / "report"
+        self.stages = StageLog(self.workdir / "stages")
+
+    def sft(self) -> dict:
+        from t1jax.train.sft import run_sft
+
+        if self.config.demo.sft_dir:
+            if not (self.sft_dir / "checkpoints").is_dir():
+                raise ConfigError(f"demo.sft_dir={self.sft_dir} holds no SFT checkpoints")
+            return {"reused": str(self.sft_dir)}
+        return run_sft(_with(self.config, {"run.workdir": str(self.sft_dir)}))
+
+    def rl(self) -> dict:
+        from t1jax.train.rl import run_rl
+
+        r, n = self.config.rl, self.config.demo.rl_checkpoints
+        overrides = {
+            "run.workdir": str(self.rl_dir),
+            "rl.init_from": str(self.sft_dir),
+            # Evenly spaced checkpoints, all kept: each gets an inference-scaling curve.
+            "checkpoint.save_every": math.ceil(r.num_steps / n),
+            "checkpoint.max_to_keep": n + 1,
+        }
+        return run_rl(_with(self.config, overrides))
+
+    def evaluate(self, evaluator) -> dict:
+        results = {}
+        for name, run_dir in (("sft", self.sft_dir), ("rl", self.rl_dir)):
+            summary, records = evaluator.metrics(str(run_dir), label=f"eval {name}")
+            _write_samples(self.report_dir / f"samples_{name}.jsonl", records)
+            results[name] = summary
+        return results
+
+    def scaling(self, evaluator) -> dict:
+        from t1jax.eval.policies import checkpoint_steps
+
+        curves = {"SFT": evaluator.scaling(str(self.sft_dir), label="scaling SFT")}
+        steps = checkpoint_steps(str(self.rl_dir))
+        total = self.config.rl.num_steps
+        for step in steps[-self.config.demo.rl_checkpoints :]:
+            name = f"RL {step}/{total}"
+            curves[name] = {**evaluator.scaling(str(self.rl_dir), step, label=f"scaling {name}"), "step": step}
+        return curves
+
+    def run(self) -> dict:
+        from t1jax.eval.runner import RunEvaluator
+
+        sft = self.stages.run("sft", self.sft, "1/5 SFT on synthesized trial-and-error traces")
+        rl = self.stages.run("rl", self.rl, "2/5 T1 RL from the SFT checkpoint")
+        evaluator = None
+
+        def get_evaluator():
+            nonlocal evaluator
+            evaluator = evaluator or RunEvaluator(self.config, str(self.sft_dir))
+            return evaluator
+
+        evals = self.stages.run("eval", lambda: self.evaluate(get_evaluator()), "3/5 evaluation of SFT and RL")
+        scaling = self.stages.run("scaling", lambda: self.scaling(get_evaluator()), "4/5 inference-scaling curves")
+        return write_report(self, sft, rl, evals, scaling)
+
+
+def _write_samples(path: pathlib.Path, records: list[dict]) -> None:
+    from t1jax.eval.runner import write_samples
+
+    write_samples(path, records)
+
+
+def run_demo(config) -> dict:
+    return Demo(config).run()

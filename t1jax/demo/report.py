@@ -1,0 +1,177 @@
+"""The demo's report: results.json (every figure), report.md (tables, plots), PNGs, TensorBoard logs,
+and a one-screen summary on the console."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+from t1jax.eval import plot
+from t1jax.eval.report import markdown_table, write_json
+from t1jax.eval.runner import metrics_row, scaling_rows
+from t1jax.train.metrics import read_metrics
+
+PASS1_LIFT_GOAL = 0.20  # issue goal: RL raises pass@1 by at least 20 points over SFT
+
+
+def _metrics(run_dir: pathlib.Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return read_metrics(str(path)) if path.is_file() else []
+
+
+def _curve(records: list[dict], key: str) -> list[list[float]]:
+    """[[step, value], ...] of one metric, the last record per step winning (a resumed run repeats steps)."""
+    points = {r["step"]: r[key] for r in records if key in r}
+    return [[step, points[step]] for step in sorted(points)]
+
+
+def build_results(demo, sft: dict, rl: dict, evals: dict, scaling: dict) -> dict:
+    sft_records, rl_records = _metrics(demo.sft_dir), _metrics(demo.rl_dir)
+    curves = {k: v for k, v in scaling.items() if k != "seconds"}
+    lift = evals["rl"]["pass@1"] - evals["sft"]["pass@1"]
+    gains = {"sft": curves["SFT"]["gain"], "rl": curves[list(curves)[-1]]["gain"]}
+    stage_seconds = {name: stage.get("seconds", 0.0) for name, stage in (("sft", sft), ("rl", rl))}
+    stage_seconds.update(eval=evals.get("seconds", 0.0), scaling=scaling.get("seconds", 0.0))
+    return {
+        "task": demo.config.rl.task,
+        "config": demo.config.to_dict(),
+        "sft": {
+            **{k: v for k, v in sft.items() if k != "seconds"},
+            "val_loss_curve": _curve(sft_records, "val_loss"),
+            "train_loss_curve": _curve(sft_records, "loss"),
+        },
+        "rl": {
+            **{k: v for k, v in rl.items() if k != "seconds"},
+            "curves": {k: _curve(rl_records, k) for k in ("accuracy", "reward", "response_length", "entropy")},
+        },
+        "eval": {k: v for k, v in evals.items() if k != "seconds"},
+        "scaling": {
+            "budgets": curves["SFT"]["budgets"],
+            "curves": curves,
+            "gain": gains,
+        },
+        "goals": {
+            "pass1_lift": lift,
+            "pass1_lift_goal": PASS1_LIFT_GOAL,
+            "pass1_lift_met": lift >= PASS1_LIFT_GOAL,
+            "scaling_gain_rl_over_sft": gains["rl"] - gains["sft"],
+            "scaling_gain_met": gains["rl"] > gains["sft"],
+        },
+        "timing": {**{f"{k}_s": v for k, v in stage_seconds.items()}, "total_s": sum(stage_seconds.values())},
+    }
+
+
+def write_plots(report_dir: pathlib.Path, results: dict) -> dict[str, str]:
+    s, r = results["scaling"], results["rl"]["curves"]
+    curves = {name: c["accuracy"] for name, c in s["curves"].items()}
+    files = {
+        "scaling": plot.plot_curves(
+            report_dir / "scaling.png", s["budgets"], curves, log2_x=True, ylim=(0, 1),
+            title="Inference scaling: accuracy vs reasoning budget", xlabel="reasoning budget (tokens)",
+            ylabel="accuracy (forced answer)",
+        ),
+        "sft_loss": plot.plot_series(
+            report_dir / "sft_loss.png",
+            {"train": _xy(results["sft"]["train_loss_curve"]), "validation": _xy(results["sft"]["val_loss_curve"])},
+            title="SFT loss", xlabel="step", ylabel="loss (response tokens)",
+        ),
+        "rl_accuracy": plot.plot_series(
+            report_dir / "rl_accuracy.png", {"sampled accuracy": _xy(r["accuracy"]), "reward": _xy(r["reward"])},
+            title="RL: accuracy and reward of the sampled groups", xlabel="RL step", ylabel="mean over samples",
+        ),
+        "rl_length": plot.plot_series(
+            report_dir / "rl_length.png", {"response length": _xy(r["response_length"])},
+            title="RL: mean response length", xlabel="RL step", ylabel="tokens",
+        ),
+    }  # fmt: skip
+    return {k: pathlib.Path(v).name for k, v in files.items()}
+
+
+def _xy(points: list[list[float]]) -> tuple[list[float], list[float]]:
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def copy_tensorboard(demo, report_dir: pathlib.Path) -> None:
+    for name, run_dir in (("sft", demo.sft_dir), ("rl", demo.rl_dir)):
+        if (run_dir / "tensorboard").is_dir():
+            shutil.copytree(run_dir / "tensorboard", report_dir / "tensorboard" / name, dirs_exist_ok=True)
+
+
+def markdown(results: dict, plots: dict[str, str]) -> str:
+    e, g, s, t = results["eval"], results["goals"], results["sft"], results["timing"]
+    n = e["sft"]["num_samples"]
+    val = s["val_loss_curve"]
+    lines = [
+        f"# T1 demo on `{results['task']}`",
+        "",
+        "## Held-out test split",
+        "",
+        f"{e['sft']['num_problems']} problems, {n} samples each at temperature "
+        f"{results['config']['eval']['temperature']}; pass@1 is the mean correctness of the samples.",
+        "",
+        markdown_table([metrics_row("SFT", e["sft"]), metrics_row("RL", e["rl"])]),
+        "",
+        f"- RL lift in pass@1: **{g['pass1_lift']:+.3f}** (goal >= +{g['pass1_lift_goal']:.2f}: "
+        f"{'met' if g['pass1_lift_met'] else 'NOT met'})",
+        f"- Inference-scaling gain (largest minus smallest budget): SFT {results['scaling']['gain']['sft']:+.3f}, "
+        f"final RL {results['scaling']['gain']['rl']:+.3f} ({'met' if g['scaling_gain_met'] else 'NOT met'}: "
+        "RL's should be larger)",
+        "",
+        "## Inference scaling",
+        "",
+        "Each greedy reasoning trace is cut after B tokens, the answer is forced with the suffix "
+        "`Final answer:` and decoded greedily; no verifier.",
+        "",
+        markdown_table(scaling_rows(results["scaling"]["curves"])),
+        "",
+        f"![inference scaling]({plots['scaling']})",
+        "",
+        "## SFT",
+        "",
+        ("Stopped early, when the validation loss stopped improving," if s.get("stopped_early") else "Ran all steps,")
+        + f" at step {s.get('final_step', '—')}; validation loss by step: "
+        + ", ".join(f"{int(step)}: {loss:.3f}" for step, loss in val),
+        "",
+        f"![SFT loss]({plots['sft_loss']})",
+        "",
+        "## RL",
+        "",
+        f"![RL accuracy]({plots['rl_accuracy']})",
+        "",
+        f"![RL length]({plots['rl_length']})",
+        "",
+        "## Time",
+        "",
+        markdown_table([{k.removesuffix("_s"): f"{v / 60:.1f} min" for k, v in t.items()}]),
+        "",
+        "TensorBoard: `tensorboard --logdir tensorboard`.",
+    ]
+    return "\n".join(lines)
+
+
+def summary_lines(results: dict, report_dir: pathlib.Path) -> list[str]:
+    e, g = results["eval"], results["goals"]
+    gains = results["scaling"]["gain"]
+    return [
+        "",
+        f"T1 demo on {results['task']} ({e['sft']['num_problems']} held-out problems)",
+        f"  pass@1     SFT {e['sft']['pass@1']:.3f}   RL {e['rl']['pass@1']:.3f}   "
+        f"lift {g['pass1_lift']:+.3f} (goal +{g['pass1_lift_goal']:.2f}: "
+        + ("met)" if g["pass1_lift_met"] else "not met)"),
+        f"  scaling    gain SFT {gains['sft']:+.3f}   RL {gains['rl']:+.3f}   "
+        f"({'RL scales better' if g['scaling_gain_met'] else 'RL does not scale better'})",
+        f"  time       {results['timing']['total_s'] / 60:.1f} min",
+        f"  report     {report_dir / 'report.md'}",
+    ]
+
+
+def write_report(demo, sft: dict, rl: dict, evals: dict, scaling: dict) -> dict:
+    report_dir = demo.report_dir
+    report_dir.mkdir(parents=True, exist_ok=True)
+    results = build_results(demo, sft, rl, evals, scaling)
+    plots = write_plots(report_dir, results)
+    copy_tensorboard(demo, report_dir)
+    (report_dir / "report.md").write_text(markdown(results, plots) + "\n")
+    write_json(report_dir / "results.json", results)  # last: its presence means the demo finished
+    print("\n".join(summary_lines(results, report_dir)))
+    return results

@@ -1,0 +1,132 @@
+"""Evaluating a trained run: the suite, the samplers and the outputs of `t1jax eval` (also the demo's)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from t1jax.config import parse_budgets
+from t1jax.data.tasks import parse_knobs
+from t1jax.errors import ConfigError
+from t1jax.eval.evaluate import evaluate
+from t1jax.eval.generation import ModelGenerator
+from t1jax.eval.policies import load_policy, load_tokenizer
+from t1jax.eval.report import markdown_table, write_json
+from t1jax.eval.scaling import scaling_curve, scaling_gain
+from t1jax.eval.suites import BenchmarkSuite, Suite, TaskSuite
+from t1jax.sampling import Greedy, Sample, Sampler
+
+ANSWER_MARGIN = 16  # tokens of answer-forcing suffix room in the forced prompts
+
+
+def suite_from_config(config) -> Suite:
+    ev = config.eval
+    if ev.suite:
+        return BenchmarkSuite(ev.suite, ev.num_problems)
+    if ev.num_problems < 1:
+        raise ConfigError("eval.num_problems must be >= 1 for a built-in task")
+    return TaskSuite(config.rl.task, ev.split, ev.num_problems, config.run.seed, parse_knobs(config.task_knobs))
+
+
+def generator(config, layout, tokenizer, params, *, temperature, num_samples, max_new_tokens, max_prompt_len, label):
+    ev = config.eval
+    strategy = Greedy() if temperature == 0 else Sample(temperature=temperature, top_p=ev.top_p)
+    sampler = Sampler(
+        layout.model_config, strategy, max_new_tokens, num_samples,
+        (tokenizer.eos_id,), tokenizer.pad_id, max_prompt_len, layout,
+    )  # fmt: skip
+    return ModelGenerator(sampler, tokenizer, params, config.run.seed, ev.batch_prompts, label)
+
+
+class RunEvaluator:
+    """Metrics and inference-scaling curves of any checkpoint of the runs sharing one tokenizer."""
+
+    def __init__(self, config, tokenizer_dir: str, suite: Suite | None = None):
+        self.config, self.suite = config, suite or suite_from_config(config)
+        self.tokenizer = load_tokenizer(config, tokenizer_dir)
+        self.budgets = parse_budgets(config.eval.budgets)
+        prompt_lens = [len(self.tokenizer.encode_prompt(p["prompt"])) for p in self.suite.problems]
+        self.max_prompt_len = max(prompt_lens)
+        if self.budgets and self.budgets[-1] > config.eval.max_new_tokens:
+            raise ConfigError(
+                f"the largest eval.budgets entry ({self.budgets[-1]}) exceeds eval.max_new_tokens "
+                f"({config.eval.max_new_tokens}): traces could not reach it"
+            )
+
+    def metrics(self, run_dir: str, step: int | None = None, label: str = "eval") -> tuple[dict, list[dict]]:
+        ev = self.config.eval
+        params, layout = load_policy(self.config, run_dir, step)
+        generate = generator(
+            self.config, layout, self.tokenizer, params, temperature=ev.temperature, num_samples=ev.num_samples,
+            max_new_tokens=ev.max_new_tokens, max_prompt_len=self.max_prompt_len, label=label,
+        )  # fmt: skip
+        return evaluate(self.suite, generate, ev.num_samples)
+
+    def scaling(self, run_dir: str, step: int | None = None, label: str = "scaling") -> dict:
+        ev = self.config.eval
+        params, layout = load_policy(self.config, run_dir, step)
+        common = dict(num_samples=1, label=label)
+        traces = generator(
+            self.config, layout, self.tokenizer, params, temperature=ev.scaling_temperature,
+            max_new_tokens=self.budgets[-1], max_prompt_len=self.max_prompt_len, **common,
+        )  # fmt: skip
+        answers = generator(
+            self.config, layout, self.tokenizer, params, temperature=0.0, max_new_tokens=ev.answer_tokens,
+            max_prompt_len=self.max_prompt_len + self.budgets[-1] + ANSWER_MARGIN, **common,
+        )  # fmt: skip
+        drawn = [row[0] for row in traces([p["prompt"] for p in self.suite.problems], 1)]
+        curve = scaling_curve(self.suite, self.tokenizer, drawn, answers.continue_ids, self.budgets)
+        return {**curve, "gain": scaling_gain(curve)}
+
+
+def run_eval(config, run_dir: str, step: int | None, out_dir: str) -> dict:
+    """`t1jax eval`: metrics (and a scaling curve if eval.budgets is set) -> eval.json, eval.md, samples."""
+    evaluator = RunEvaluator(config, run_dir)
+    summary, records = evaluator.metrics(run_dir, step)
+    result = {"run": run_dir, "step": step, "metrics": summary}
+    if evaluator.budgets:
+        result["scaling"] = evaluator.scaling(run_dir, step)
+    out = pathlib.Path(out_dir)
+    write_json(out / "eval.json", result)
+    write_samples(out / "samples.jsonl", records)
+    (out / "eval.md").write_text(eval_markdown(result) + "\n")
+    return result
+
+
+def write_samples(path: pathlib.Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+
+
+def metrics_row(name: str, summary: dict) -> dict:
+    """One table row: pass/maj columns, mean length and truncation rate."""
+    row = {"model": name}
+    row.update({k: v for k, v in summary.items() if k.startswith(("pass@", "maj@"))})
+    row["mean length"] = summary["length"]["mean"]
+    row["truncated"] = summary["truncated_rate"]
+    return row
+
+
+def scaling_rows(curves: dict[str, dict]) -> list[dict]:
+    rows = []
+    for name, curve in curves.items():
+        row = {"model": name, **{f"B={b}": a for b, a in zip(curve["budgets"], curve["accuracy"])}}
+        rows.append({**row, "gain": curve["gain"]})
+    return rows
+
+
+def eval_markdown(result: dict) -> str:
+    m = result["metrics"]
+    lines = [
+        f"# Evaluation of {result['run']}" + (f" (step {result['step']})" if result["step"] is not None else ""),
+        "",
+        f"{m['suite']}: {m['num_problems']} problems x {m['num_samples']} samples",
+        "",
+        markdown_table([metrics_row("model", m)]),
+    ]
+    if "scaling" in result:
+        lines += ["", "## Inference scaling (accuracy vs reasoning budget)", ""]
+        lines.append(markdown_table(scaling_rows({"model": result["scaling"]})))
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Inference scaling without a verifier (T1_RECIPE.md section 3).
+
+For each token budget B: cut every reasoning trace after B tokens, append the answer-forcing
+suffix, decode the answer greedily and grade it. The reasoning of a trace is everything before
+its first answer marker, so a cut never lands inside an answer the model already wrote, and the
+suffix is appended whole, after the cut.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from t1jax.data.tokenizer import Tokenizer
+from t1jax.eval.generation import ContinueIds, Generation
+from t1jax.eval.suites import Suite
+
+
+def reasoning_of(text: str, marker: str) -> str:
+    """The part of a response before its first answer marker (all of it if there is none)."""
+    at = text.find(marker)
+    return (text if at < 0 else text[:at]).rstrip()
+
+
+def forced_prompts(
+    tokenizer: Tokenizer, prompt: str, reasoning_ids: list[int], budgets: list[int], suffix: str
+) -> list[list[int]]:
+    """For each budget: [bos] prompt, the first `budget` reasoning tokens, then the suffix.
+
+    The cut reasoning and the suffix are encoded as one text, as a response is in training."""
+    prompt_ids = tokenizer.encode_prompt(prompt)
+    return [prompt_ids + tokenizer.encode(tokenizer.decode(reasoning_ids[:b]) + suffix) for b in budgets]
+
+
+def scaling_curve(
+    suite: Suite, tokenizer: Tokenizer, traces: list[Generation], continue_ids: ContinueIds, budgets: list[int]
+) -> dict:
+    """Accuracy at each budget of one model, from one reasoning trace per problem of `suite`."""
+    if len(traces) != len(suite.problems):
+        raise ValueError(f"{len(traces)} traces for {len(suite.problems)} problems")
+    if not budgets or any(b < 0 for b in budgets) or sorted(set(budgets)) != list(budgets):
+        raise ValueError(f"budgets must be distinct non-negative increasing token counts, got {budgets}")
+    reasoning = [tokenizer.encode(reasoning_of(t.text, suite.answer_marker)) for t in traces]
+    prompts, items = [], []
+    for i, (problem, ids) in enumerate(zip(suite.problems, reasoning)):
+        prompts += forced_prompts(tokenizer, problem["prompt"], ids, budgets, suite.forcing_suffix)
+        items += [i] * len(budgets)
+    answers = continue_ids(prompts)
+    correct = np.array(suite.grade(items, [suite.forcing_suffix + a.text for a in answers]), bool)
+    correct = correct.reshape(len(traces), len(budgets))
+    used = np.array([[min(b, len(ids)) for b in budgets] for ids in reasoning], float)
+    return {
+        "budgets": list(budgets),
+        "accuracy": correct.mean(axis=0).tolist(),
+        "mean_reasoning_tokens": used.mean(axis=0).tolist(),
+        "trace_reasoning_tokens": float(np.mean([len(ids) for ids in reasoning])),
+    }
+
+
+def scaling_gain(curve: dict) -> float:
+    """Accuracy at the largest budget minus at the smallest."""
+    return curve["accuracy"][-1] - curve["accuracy"][0]

@@ -1,0 +1,104 @@
+"""The tiny demo end to end (plumbing, not quality), its resumability, and SFT early stopping."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+
+from t1jax import config as config_lib
+from t1jax.train.sft import EarlyStopping
+
+ROOT = pathlib.Path(__file__).parents[1]
+TINY = str(ROOT / "configs" / "demo_tiny.py")
+
+
+def _demo(workdir, *overrides):
+    return subprocess.run(
+        [sys.executable, "-m", "t1jax", "demo", "--config", TINY, f"--config.run.workdir={workdir}", *overrides],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    done = _demo(workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir, done
+
+
+def test_tiny_demo_writes_the_whole_report(tiny_demo):
+    workdir, done = tiny_demo
+    report = workdir / "report"
+    for name in ("report.md", "results.json", "scaling.png", "sft_loss.png", "rl_accuracy.png", "rl_length.png",
+                 "samples_sft.jsonl", "samples_rl.jsonl"):  # fmt: skip
+        assert (report / name).is_file(), name
+    assert list((report / "tensorboard" / "sft").rglob("events.out.tfevents.*"))
+    assert list((report / "tensorboard" / "rl").rglob("events.out.tfevents.*"))
+    results = json.loads((report / "results.json").read_text())
+    for model in ("sft", "rl"):
+        metrics = results["eval"][model]
+        assert metrics["num_problems"] == 6 and metrics["num_samples"] == 2
+        assert 0 <= metrics["pass@1"] <= metrics["pass@2"] <= 1
+    scaling = results["scaling"]
+    assert scaling["budgets"] == [4, 16]
+    assert list(scaling["curves"]) == ["SFT", "RL 2/4", "RL 4/4"]  # demo.rl_checkpoints = 2 of 4 RL steps
+    for curve in scaling["curves"].values():
+        assert len(curve["accuracy"]) == 2 and curve["gain"] == curve["accuracy"][-1] - curve["accuracy"][0]
+    goals = results["goals"]
+    assert goals["pass1_lift"] == pytest.approx(results["eval"]["rl"]["pass@1"] - results["eval"]["sft"]["pass@1"])
+    assert goals["pass1_lift_met"] == (goals["pass1_lift"] >= 0.2)
+    assert [step for step, _ in results["sft"]["val_loss_curve"]] == [3, 6]
+    assert results["timing"]["total_s"] > 0
+    image = matplotlib.image.imread(report / "scaling.png")
+    assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0
+    assert "pass@1" in done.stdout and str(report / "report.md") in done.stdout  # the summary
+    markdown = (report / "report.md").read_text()
+    assert "![inference scaling](scaling.png)" in markdown and "| SFT |" in markdown
+
+
+def test_rerun_of_a_finished_demo_skips_every_stage(tiny_demo):
+    workdir, _ = tiny_demo
+    before = json.loads((workdir / "report" / "results.json").read_text())
+    again = _demo(workdir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("done earlier") == 4
+    after = json.loads((workdir / "report" / "results.json").read_text())
+    assert after["eval"] == before["eval"] and after["scaling"] == before["scaling"]
+
+
+def test_demo_reuses_a_finished_sft_run(tiny_demo, tmp_path):
+    workdir, _ = tiny_demo
+    done = _demo(tmp_path / "second", f"--config.demo.sft_dir={workdir / 'sft'}", "--config.rl.num_steps=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tmp_path / "second" / "sft").exists()
+    results = json.loads((tmp_path / "second" / "report" / "results.json").read_text())
+    assert results["sft"]["reused"] == str(workdir / "sft")
+
+
+def test_demo_with_a_missing_sft_dir_is_a_clear_error(tmp_path):
+    done = _demo(tmp_path, f"--config.demo.sft_dir={tmp_path / 'nowhere'}")
+    assert done.returncode == 2 and "holds no SFT checkpoints" in done.stderr
+
+
+def test_early_stopping_counts_evaluations_without_enough_improvement():
+    stopper = EarlyStopping(patience=2, min_improvement=0.1)
+    assert [stopper.update(x) for x in (1.0, 0.85, 0.80, 0.79)] == [False, False, False, True]
+    assert stopper.best == 0.79  # the best is tracked even when the gain is too small to count
+    assert EarlyStopping(2, 0.1, [1.0, 0.99, 0.98]).stopped
+    assert not EarlyStopping(0, 0.1, [1.0, 1.0, 1.0, 1.0]).stopped  # patience 0: never stop
+
+
+def test_sft_stops_early_and_a_rerun_trains_no_further(tmp_path):
+    from t1jax.train.sft import run_sft
+
+    overrides = {"run.workdir": str(tmp_path), "sft.num_steps": 12, "sft.eval_every": 2, "sft.patience": 1,
+                 "sft.min_improvement": 0.9}  # any eval after the first fails to improve by 90%  # fmt: skip
+    config = config_lib.load(TINY, overrides)
+    first = run_sft(config)
+    assert first["stopped_early"] and first["final_step"] == 4
+    second = run_sft(config)
+    assert second["stopped_early"] and second["final_step"] == 4 and second["start_step"] == 4
