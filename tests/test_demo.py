@@ -102,3 +102,28 @@ def test_sft_stops_early_and_a_rerun_trains_no_further(tmp_path):
     assert first["stopped_early"] and first["final_step"] == 4
     second = run_sft(config)
     assert second["stopped_early"] and second["final_step"] == 4 and second["start_step"] == 4
+
+
+def test_eval_command_on_the_demo_rl_run(tiny_demo, tmp_path):
+    workdir, _ = tiny_demo
+    out = tmp_path / "eval"
+    done = subprocess.run(
+        [sys.executable, "-m", "t1jax", "eval", "--config", TINY, "--run", str(workdir / "rl"), "--step", "2",
+         "--out", str(out), "--config.eval.num_samples=3", "--config.eval.budgets=2,8"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "eval.json").read_text())
+    assert result["step"] == 2 and result["metrics"]["num_samples"] == 3
+    assert {"pass@1", "pass@2", "pass@3", "maj@2", "maj@3"} <= set(result["metrics"])
+    assert result["scaling"]["budgets"] == [2, 8]
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 6  # eval.num_problems of the tiny config
+    assert "| pass@1 |" in (out / "eval.md").read_text() and "pass@1" in done.stdout
+
+
+def test_eval_command_errors_are_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "t1jax", "eval", "--config", TINY, "--run", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and "t1jax: error:" in done.stderr and "Traceback" not in done.stderr

@@ -199,9 +199,9 @@ def run_rl(config) -> dict:
                 time_update=t2 - t1,
                 sampled_tokens_per_s=metrics.pop("sampled_tokens") / (t1 - t0),
             )
+            writer.write(step, metrics)  # before the checkpoint: a kill between the two must not lose this step's line
             if step % config.checkpoint.save_every == 0 or step == r.num_steps:
                 run.checkpointer.save(step, {"policy": state, "anchor": anchor}, {"prompts": run.prompts.get_state()})
-            writer.write(step, metrics)
             progress.update(step, acc=metrics["accuracy"], reward=metrics["reward"])
         run.checkpointer.wait()
     finally:
