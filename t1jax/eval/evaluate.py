@@ -33,5 +33,7 @@ def evaluate(suite: Suite, generate: Generate, num_samples: int, ks: list[int] |
                 "responses": [g.text for g in row],
             }
         )
-    summary = summarize(records, default_ks(num_samples) if ks is None else ks)
-    return {"suite": suite.name, **summary}, records
+    summary = {"suite": suite.name, **summarize(records, default_ks(num_samples) if ks is None else ks)}
+    if hasattr(suite, "audit"):  # built-in tasks: is the self-verification in the responses real?
+        summary["verification"] = suite.audit(items, texts)
+    return summary, records

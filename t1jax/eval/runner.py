@@ -106,6 +106,10 @@ def metrics_row(name: str, summary: dict) -> dict:
     row.update({k: v for k, v in summary.items() if k.startswith(("pass@", "maj@"))})
     row["mean length"] = summary["length"]["mean"]
     row["truncated"] = summary["truncated_rate"]
+    if "verification" in summary:
+        v = summary["verification"]
+        row.update({"attempts": v["attempts_per_response"], "checks right": v["check_accuracy"],
+                    "verdicts right": v["verdict_accuracy"]})  # fmt: skip
     return row
 
 

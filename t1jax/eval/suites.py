@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from t1jax.data.benchmarks import load_benchmark
 from t1jax.data.synthesis import FINAL_ANSWER, extract_final_answer
 from t1jax.data.tasks import get_task
+from t1jax.eval.verification import audit
 from t1jax.rewards import extract_answer
 from t1jax.rewards.pool import Grader
 
@@ -45,6 +46,10 @@ class TaskSuite(Suite):
 
     def grade(self, items, responses):
         return [self.task.verify(self.problems[i], extract_final_answer(r) or "") for i, r in zip(items, responses)]
+
+    def audit(self, items, responses) -> dict:
+        """How right the responses' own checks and verdicts are (see eval/verification.py)."""
+        return audit(self.task, [self.problems[i] for i in items], responses)
 
     def answer_key(self, response):
         answer = extract_final_answer(response)
