@@ -227,7 +227,16 @@ def validate(config) -> None:
         f"eval.temperature=0 (greedy) gives identical samples: set eval.num_samples=1, not {ev.num_samples}",
     )
     _require(0 < ev.top_p <= 1, f"eval.top_p must be in (0, 1], got {ev.top_p}")
-    parse_budgets(ev.budgets)
+    budgets = parse_budgets(ev.budgets)
+    _require(
+        not budgets or budgets[-1] <= ev.max_new_tokens,
+        f"the largest eval.budgets entry ({budgets[-1] if budgets else 0}) exceeds eval.max_new_tokens "
+        f"({ev.max_new_tokens}): reasoning traces could not reach it",
+    )
+    from t1jax.data.tasks import get_task, parse_knobs  # task names and knobs, checked before any training
+
+    for task in sorted({s.task, config.rl.task}):
+        get_task(task, **parse_knobs(config.task_knobs))
     _require(config.demo.rl_checkpoints >= 1, f"demo.rl_checkpoints must be >= 1, got {config.demo.rl_checkpoints}")
 
 

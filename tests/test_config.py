@@ -57,6 +57,12 @@ def test_bad_overrides_name_the_key(override, expected):
             "batch_size (10) must be divisible by sft.grad_accum_steps (3)",
         ),
         ({"model.compute_dtype": "float8"}, "model.compute_dtype must be one of"),
+        ({"eval.budgets": "8,x"}, "eval.budgets must be comma-separated token counts"),
+        ({"eval.budgets": "16,8"}, "eval.budgets must be distinct positive increasing"),
+        ({"eval.budgets": "8,256", "eval.max_new_tokens": 128}, "largest eval.budgets entry (256) exceeds"),
+        ({"eval.temperature": 0.0, "eval.num_samples": 4}, "set eval.num_samples=1"),
+        ({"sft.patience": -1}, "sft.patience and sft.min_improvement must be >= 0"),
+        ({"task_knobs": "max_numbers"}, "task knobs must look like 'name=value"),
     ],
 )
 def test_inconsistent_values_say_what_is_wrong(overrides, expected):
