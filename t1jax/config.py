@@ -240,6 +240,14 @@ def validate(config) -> None:
     _require(config.demo.rl_checkpoints >= 1, f"demo.rl_checkpoints must be >= 1, got {config.demo.rl_checkpoints}")
 
 
+def with_overrides(config, overrides: Mapping[str, object]):
+    """An unlocked copy of `config` with some keys changed (e.g. a stage's own workdir)."""
+    copy = config.copy_and_resolve_references()
+    for dotted, value in overrides.items():
+        set_value(copy, dotted, value)
+    return copy
+
+
 def parse_budgets(text: str) -> list[int]:
     """eval.budgets "4,8,16" -> [4, 8, 16]: distinct, increasing, positive token counts ("" -> [])."""
     try:

@@ -11,20 +11,15 @@ Everything lands in run.workdir: sft/ and rl/ (checkpoints, metrics, TensorBoard
 
 from __future__ import annotations
 
+import functools
 import math
 import pathlib
+import sys
 
-from t1jax.config import set_value
+from t1jax.config import with_overrides
 from t1jax.demo.report import write_report
 from t1jax.demo.stages import StageLog
 from t1jax.errors import ConfigError
-
-
-def _with(config, overrides: dict):
-    copy = config.copy_and_resolve_references()
-    for key, value in overrides.items():
-        set_value(copy, key, value)
-    return copy
 
 
 class Demo:
@@ -43,7 +38,7 @@ class Demo:
             if not (self.sft_dir / "checkpoints").is_dir():
                 raise ConfigError(f"demo.sft_dir={self.sft_dir} holds no SFT checkpoints")
             return {"reused": str(self.sft_dir)}
-        return run_sft(_with(self.config, {"run.workdir": str(self.sft_dir)}))
+        return run_sft(with_overrides(self.config, {"run.workdir": str(self.sft_dir)}))
 
     def rl(self) -> dict:
         from t1jax.train.rl import run_rl
@@ -56,13 +51,15 @@ class Demo:
             "checkpoint.save_every": math.ceil(r.num_steps / n),
             "checkpoint.max_to_keep": n + 1,
         }
-        return run_rl(_with(self.config, overrides))
+        return run_rl(with_overrides(self.config, overrides))
 
     def evaluate(self, evaluator) -> dict:
+        from t1jax.eval.runner import write_samples
+
         results = {}
         for name, run_dir in (("sft", self.sft_dir), ("rl", self.rl_dir)):
             summary, records = evaluator.metrics(str(run_dir), label=f"eval {name}")
-            _write_samples(self.report_dir / f"samples_{name}.jsonl", records)
+            write_samples(self.report_dir / f"samples_{name}.jsonl", records)
             results[name] = summary
         return results
 
@@ -82,22 +79,11 @@ class Demo:
 
         sft = self.stages.run("sft", self.sft, "1/5 SFT on synthesized trial-and-error traces")
         rl = self.stages.run("rl", self.rl, "2/5 T1 RL from the SFT checkpoint")
-        evaluator = None
-
-        def get_evaluator():
-            nonlocal evaluator
-            evaluator = evaluator or RunEvaluator(self.config, str(self.sft_dir))
-            return evaluator
-
-        evals = self.stages.run("eval", lambda: self.evaluate(get_evaluator()), "3/5 evaluation of SFT and RL")
-        scaling = self.stages.run("scaling", lambda: self.scaling(get_evaluator()), "4/5 inference-scaling curves")
+        evaluator = functools.cache(lambda: RunEvaluator(self.config, str(self.sft_dir)))  # only if a stage needs it
+        evals = self.stages.run("eval", lambda: self.evaluate(evaluator()), "3/5 evaluation of SFT and RL")
+        scaling = self.stages.run("scaling", lambda: self.scaling(evaluator()), "4/5 inference-scaling curves")
+        print("== 5/5 report", file=sys.stderr)
         return write_report(self, sft, rl, evals, scaling)
-
-
-def _write_samples(path: pathlib.Path, records: list[dict]) -> None:
-    from t1jax.eval.runner import write_samples
-
-    write_samples(path, records)
 
 
 def run_demo(config) -> dict:

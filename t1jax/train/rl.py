@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from t1jax import parallel
-from t1jax.config import set_value
+from t1jax.config import with_overrides
 from t1jax.data.rl_prompts import prompt_stream
 from t1jax.data.synthesis import extract_final_answer
 from t1jax.data.tasks import task_from_config
@@ -46,7 +46,7 @@ class RLRun:
         self.task = task_from_config(config, r.task)
         updates = r.num_steps * r.num_passes * r.minibatches
         rl_optim = {"optim.learning_rate": r.learning_rate, "optim.warmup_steps": r.warmup_steps}
-        self.layout = layout_from_config(_with(config, rl_optim), updates)
+        self.layout = layout_from_config(with_overrides(config, rl_optim), updates)
         self.groups_per_update = r.prompts_per_step // r.minibatches
         self.samples_kept = r.keep_per_prompt or r.samples_per_prompt
         self.sampler = Sampler(
@@ -218,14 +218,6 @@ def _minibatches(batch: dict, count: int):
     size = rows // count
     for i in range(count):
         yield {k: v[i * size : (i + 1) * size] for k, v in batch.items()}
-
-
-def _with(config, overrides: dict):
-    """A copy of `config` with some keys changed (RL's own learning rate and warmup)."""
-    copy = config.copy_and_resolve_references()
-    for key, value in overrides.items():
-        set_value(copy, key, value)
-    return copy
 
 
 def _join(directory: str, name: str) -> str:
