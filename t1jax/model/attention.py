@@ -53,20 +53,24 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = rotary(q, positions_BT, cfg.rope_base)
         k = rotary(k, positions_BT, cfg.rope_base)
-        k_BKTH, v_BKTH = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+        v_BKTH = v.transpose(0, 2, 1, 3)
         if kv is None:
-            keys, values = k_BKTH, v_BKTH
+            keys, values, key_spec = k.transpose(0, 2, 1, 3), v_BKTH, "bksh"
         else:
-            start = (0, 0, index, 0)
-            keys = jax.lax.dynamic_update_slice(kv[0], k_BKTH.astype(kv[0].dtype), start)
-            values = jax.lax.dynamic_update_slice(kv[1], v_BKTH.astype(kv[1].dtype), start)
+            # Cached keys are [B, KV, H, S]: a decode step's scores are then a sum over H of
+            # contiguous rows of S, which XLA's CPU backend vectorizes ~2x better than
+            # H-length dot products (a decode step at batch 64, 544 slots: 45 -> 30 ms).
+            k_BKHT = k.transpose(0, 2, 3, 1).astype(kv[0].dtype)
+            keys = jax.lax.dynamic_update_slice(kv[0], k_BKHT, (0, 0, 0, index))
+            values = jax.lax.dynamic_update_slice(kv[1], v_BKTH.astype(kv[1].dtype), (0, 0, index, 0))
+            key_spec = "bkhs"
 
         B, T, N, H = q.shape
-        K, S, G = keys.shape[1], keys.shape[2], N // keys.shape[1]
+        K, S, G = values.shape[1], values.shape[2], N // values.shape[1]
         # The G query heads of a kv head and their T positions form one [G*T, H] x [H, S] matmul
-        # per (batch, kv head): no repeated keys, and the fastest layout found on CPU.
+        # per (batch, kv head): no repeated keys.
         q_BKQH = (q * H**-0.5).reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
-        scores = jnp.einsum("bkqh,bksh->bkqs", q_BKQH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
+        scores = jnp.einsum(f"bkqh,{key_spec}->bkqs", q_BKQH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         scores = scores.reshape(B, K, G, T, S)
         scores = jnp.where(self._mask(positions_BT, key_pos_BS)[:, None, None], scores, _MASKED)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype).reshape(B, K, G * T, S)

@@ -9,9 +9,10 @@ from flax import struct
 
 @struct.dataclass
 class KVCache:
-    """Per-layer keys and values [batch, kv_heads, slots, head_dim] (the layout that decodes
-    fastest on CPU), the position of the token in each slot (-1: empty or padding) and the
-    next slot to write. All sequences in a batch write the same slots; padding is masked by
+    """Per-layer keys [batch, kv_heads, head_dim, slots] and values [batch, kv_heads, slots,
+    head_dim] (the layouts that decode fastest on CPU: both contractions of a step then run
+    along contiguous memory), the position of the token in each slot (-1: empty or padding)
+    and the next slot to write. All sequences in a batch write the same slots; padding is masked by
     `key_pos_BS`, so prompts of different lengths share one cache."""
 
     k: tuple[jax.Array, ...]
@@ -21,9 +22,10 @@ class KVCache:
 
     @classmethod
     def empty(cls, config, batch: int, slots: int) -> KVCache:
-        shape = (batch, config.num_kv_heads, slots, config.dim_per_head)
-        zeros = tuple(jnp.zeros(shape, config.activations_dtype) for _ in range(config.num_layers))
-        return cls(k=zeros, v=zeros, key_pos_BS=jnp.full((batch, slots), -1, jnp.int32), index=jnp.zeros((), jnp.int32))
+        kv, h, dt, n = config.num_kv_heads, config.dim_per_head, config.activations_dtype, config.num_layers
+        k = tuple(jnp.zeros((batch, kv, h, slots), dt) for _ in range(n))
+        v = tuple(jnp.zeros((batch, kv, slots, h), dt) for _ in range(n))
+        return cls(k=k, v=v, key_pos_BS=jnp.full((batch, slots), -1, jnp.int32), index=jnp.zeros((), jnp.int32))
 
     @property
     def num_slots(self) -> int:
