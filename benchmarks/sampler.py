@@ -146,9 +146,12 @@ def bench_transformers(mc, batch: int, new_tokens: int) -> dict:
     )
     with torch.no_grad():
         model.generate(inputs[:, :], **{**kwargs, "max_new_tokens": 4, "min_new_tokens": 4})
-        start = time.perf_counter()
-        out = model.generate(inputs, **kwargs)
-        seconds = time.perf_counter() - start
+        times = []
+        for _ in range(2):  # the best of two, as for t1jax: one run is at the mercy of other load
+            start = time.perf_counter()
+            out = model.generate(inputs, **kwargs)
+            times.append(time.perf_counter() - start)
+        seconds = min(times)
     generated = (out.shape[1] - PROMPT_LEN) * batch
     return {
         "batch": batch,
