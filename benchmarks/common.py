@@ -52,3 +52,23 @@ def matmul_peak(n: int = 2048, reps: int = 10) -> dict:
         dot(a, b).block_until_ready()
         best = min(best, time.perf_counter() - start)
     return {"n": n, "best_s": best, "flops_per_s": 2 * n**3 / best}
+
+
+def llama_config(mc, max_positions: int):
+    """A transformers LlamaConfig of t1jax's model shape (the peer a user would otherwise pick)."""
+    import transformers
+
+    return transformers.LlamaConfig(
+        vocab_size=mc.vocab_size,
+        hidden_size=mc.d_model,
+        intermediate_size=mc.mlp_dim,
+        num_hidden_layers=mc.num_layers,
+        num_attention_heads=mc.num_heads,
+        num_key_value_heads=mc.num_kv_heads,
+        head_dim=mc.dim_per_head,
+        max_position_embeddings=max_positions,
+        rms_norm_eps=mc.norm_eps,
+        rope_theta=mc.rope_base,
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+    )

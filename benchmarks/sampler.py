@@ -29,7 +29,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script's directory)
+from common import llama_config, machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script's directory)
 
 from t1jax import config as config_lib
 from t1jax.model import ModelConfig, forward, init_params
@@ -120,18 +120,7 @@ def bench_transformers(mc, batch: int, new_tokens: int) -> dict:
         return {"skipped": f"{e}; install the bench extra"}
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=mc.vocab_size,
-        hidden_size=mc.d_model,
-        intermediate_size=mc.mlp_dim,
-        num_hidden_layers=mc.num_layers,
-        num_attention_heads=mc.num_heads,
-        num_key_value_heads=mc.num_kv_heads,
-        head_dim=mc.dim_per_head,
-        rope_theta=mc.rope_base,
-        tie_word_embeddings=True,
-        max_position_embeddings=PROMPT_LEN + new_tokens,
-    )
+    config = llama_config(mc, PROMPT_LEN + new_tokens)
     model = transformers.LlamaForCausalLM(config).eval()
     inputs = torch.tensor(prompts(batch, mc.vocab_size))
     kwargs = dict(

@@ -25,7 +25,7 @@ import sys
 import time
 
 import numpy as np
-from common import machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script directory)
+from common import llama_config, machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script directory)
 
 from t1jax import config as config_lib
 from t1jax import parallel
@@ -117,20 +117,7 @@ def torch_peer(mc: ModelConfig, seq: int):
     import torch
     import transformers
 
-    config = transformers.LlamaConfig(
-        vocab_size=mc.vocab_size,
-        hidden_size=mc.d_model,
-        intermediate_size=mc.mlp_dim,
-        num_hidden_layers=mc.num_layers,
-        num_attention_heads=mc.num_heads,
-        num_key_value_heads=mc.num_kv_heads,
-        head_dim=mc.dim_per_head,
-        max_position_embeddings=seq,
-        rms_norm_eps=mc.norm_eps,
-        rope_theta=mc.rope_base,
-        tie_word_embeddings=True,
-        attention_dropout=0.0,
-    )
+    config = llama_config(mc, seq)
     model = transformers.LlamaForCausalLM(config).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
     return model, opt
