@@ -10,13 +10,13 @@ from t1jax.train.checkpoint import Checkpointer
 from t1jax.train.state import layout_from_config
 
 
-def load_policy(config, run_dir: str, step: int | None = None):
+def load_policy(config, run_dir: str, step: int | None = None, layout=None):
     """(params, layout) of `run_dir`'s checkpoint at `step` (default: the latest).
 
     SFT checkpoints hold a train state, RL checkpoints {"policy": state, "anchor": params};
-    either is read onto the mesh of `config`.
+    either is read onto the mesh of `layout` (default: the one `config` describes).
     """
-    layout = layout_from_config(config, 1)
+    layout = layout or layout_from_config(config, 1)
     directory = pathlib.Path(run_dir) / "checkpoints"
     with Checkpointer(str(directory), create=False) as checkpointer:
         if checkpointer.latest_step() is None:

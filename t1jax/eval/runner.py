@@ -15,6 +15,7 @@ from t1jax.eval.report import markdown_table, write_json
 from t1jax.eval.scaling import scaling_curve, scaling_gain
 from t1jax.eval.suites import BenchmarkSuite, Suite, TaskSuite
 from t1jax.sampling import Greedy, Sample, Sampler
+from t1jax.train.state import layout_from_config
 
 ANSWER_MARGIN = 16  # tokens of answer-forcing suffix room in the forced prompts
 
@@ -28,18 +29,10 @@ def suite_from_config(config) -> Suite:
     return TaskSuite(config.rl.task, ev.split, ev.num_problems, config.run.seed, parse_knobs(config.task_knobs))
 
 
-def generator(config, layout, tokenizer, params, *, temperature, num_samples, max_new_tokens, max_prompt_len, label):
-    ev = config.eval
-    strategy = Greedy() if temperature == 0 else Sample(temperature=temperature, top_p=ev.top_p)
-    sampler = Sampler(
-        layout.model_config, strategy, max_new_tokens, num_samples,
-        (tokenizer.eos_id,), tokenizer.pad_id, max_prompt_len, layout,
-    )  # fmt: skip
-    return ModelGenerator(sampler, tokenizer, params, config.run.seed, ev.batch_prompts, label)
-
-
 class RunEvaluator:
-    """Metrics and inference-scaling curves of any checkpoint of the runs sharing one tokenizer."""
+    """Metrics and inference-scaling curves of any checkpoint of the runs sharing one tokenizer.
+
+    Samplers are kept across checkpoints, so evaluating several checkpoints compiles each once."""
 
     def __init__(self, config, tokenizer_dir: str, suite: Suite | None = None):
         self.config, self.suite = config, suite or suite_from_config(config)
@@ -47,28 +40,36 @@ class RunEvaluator:
         self.budgets = parse_budgets(config.eval.budgets)
         prompt_lens = [len(self.tokenizer.encode_prompt(p["prompt"])) for p in self.suite.problems]
         self.max_prompt_len = max(prompt_lens)
+        self.layout = layout_from_config(config, 1)
+        self._samplers: dict[tuple, Sampler] = {}
+
+    def _generator(self, params, temperature: float, num_samples: int, max_new_tokens: int, max_prompt_len: int,
+                   label: str) -> ModelGenerator:  # fmt: skip
+        key = (temperature, num_samples, max_new_tokens, max_prompt_len)
+        if key not in self._samplers:
+            top_p = self.config.eval.top_p
+            strategy = Greedy() if temperature == 0 else Sample(temperature=temperature, top_p=top_p)
+            self._samplers[key] = Sampler(
+                self.layout.model_config, strategy, max_new_tokens, num_samples,
+                (self.tokenizer.eos_id,), self.tokenizer.pad_id, max_prompt_len, self.layout,
+            )  # fmt: skip
+        sampler, seed, chunk = self._samplers[key], self.config.run.seed, self.config.eval.batch_prompts
+        return ModelGenerator(sampler, self.tokenizer, params, seed, chunk, label)
 
     def metrics(self, run_dir: str, step: int | None = None, label: str = "eval") -> tuple[dict, list[dict]]:
         ev = self.config.eval
-        params, layout = load_policy(self.config, run_dir, step)
-        generate = generator(
-            self.config, layout, self.tokenizer, params, temperature=ev.temperature, num_samples=ev.num_samples,
-            max_new_tokens=ev.max_new_tokens, max_prompt_len=self.max_prompt_len, label=label,
-        )  # fmt: skip
+        params, _ = load_policy(self.config, run_dir, step, self.layout)
+        generate = self._generator(
+            params, ev.temperature, ev.num_samples, ev.max_new_tokens, self.max_prompt_len, label
+        )
         return evaluate(self.suite, generate, ev.num_samples)
 
     def scaling(self, run_dir: str, step: int | None = None, label: str = "scaling") -> dict:
         ev = self.config.eval
-        params, layout = load_policy(self.config, run_dir, step)
-        common = dict(num_samples=1, label=label)
-        traces = generator(
-            self.config, layout, self.tokenizer, params, temperature=ev.scaling_temperature,
-            max_new_tokens=self.budgets[-1], max_prompt_len=self.max_prompt_len, **common,
-        )  # fmt: skip
-        answers = generator(
-            self.config, layout, self.tokenizer, params, temperature=0.0, max_new_tokens=ev.answer_tokens,
-            max_prompt_len=self.max_prompt_len + self.budgets[-1] + ANSWER_MARGIN, **common,
-        )  # fmt: skip
+        params, _ = load_policy(self.config, run_dir, step, self.layout)
+        traces = self._generator(params, ev.scaling_temperature, 1, self.budgets[-1], self.max_prompt_len, label)
+        answer_prompt_len = self.max_prompt_len + self.budgets[-1] + ANSWER_MARGIN
+        answers = self._generator(params, 0.0, 1, ev.answer_tokens, answer_prompt_len, label)
         drawn = [row[0] for row in traces([p["prompt"] for p in self.suite.problems], 1)]
         curve = scaling_curve(self.suite, self.tokenizer, drawn, answers.continue_ids, self.budgets)
         return {**curve, "gain": scaling_gain(curve)}
