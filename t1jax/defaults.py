@@ -71,7 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Supervised fine-tuning.
     c.sft = s = ml_collections.ConfigDict()
     s.data_path = ""  # JSONL of {prompt, response}; "" = synthesized traces of the built-in task
-    s.task = "countdown"  # built-in task ("countdown", "linear_equation") when data_path is ""
+    s.task = "countdown"  # built-in task ("countdown", "graph_path", "linear_equation") when data_path is ""
     s.strict_data = False  # a bad JSONL line: False = skip, count and report it; True = stop
     s.prompt_field = "prompt"
     s.response_field = "response"

@@ -12,10 +12,10 @@ from t1jax.errors import ConfigError
 
 
 def test_registry_names_valid_tasks_and_knobs():
-    assert sorted(TASKS) == ["countdown", "linear_equation"]
+    assert sorted(TASKS) == ["countdown", "graph_path", "linear_equation"]
     assert isinstance(get_task("countdown"), Countdown)
     assert get_task("linear_equation", negative=True).knobs.negative
-    with pytest.raises(ConfigError, match="unknown task 'sudoku'; valid tasks: countdown, linear_equation"):
+    with pytest.raises(ConfigError, match="unknown task 'sudoku'; valid tasks: countdown, graph_path, linear_equation"):
         get_task("sudoku")
     with pytest.raises(ConfigError, match="unknown knob.*max_nubmers.*valid knobs: min_numbers, max_numbers"):
         get_task("countdown", max_nubmers=4)

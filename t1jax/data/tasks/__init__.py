@@ -6,10 +6,11 @@ from typing import Any
 
 from t1jax.data.tasks.base import SPLITS, Task
 from t1jax.data.tasks.countdown import Countdown
+from t1jax.data.tasks.graph_path import GraphPath
 from t1jax.data.tasks.linear_equation import LinearEquation
 from t1jax.errors import ConfigError
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Countdown, LinearEquation)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Countdown, GraphPath, LinearEquation)}
 
 
 def get_task(name: str, **knobs: Any) -> Task:
@@ -42,4 +43,4 @@ def task_from_config(config, name: str) -> Task:
     return get_task(name, **parse_knobs(config.task_knobs))
 
 
-__all__ = ["SPLITS", "TASKS", "Countdown", "LinearEquation", "Task", "get_task", "parse_knobs", "task_from_config"]
+__all__ = ["SPLITS", "TASKS", "Countdown", "GraphPath", "LinearEquation", "Task", "get_task", "parse_knobs", "task_from_config"]
