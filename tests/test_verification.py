@@ -3,11 +3,11 @@
 import pytest
 
 from t1jax.data.synthesis import sft_examples
-from t1jax.data.tasks import get_task
+from t1jax.data.tasks import TASKS, get_task
 from t1jax.eval.verification import audit, audit_response
 
 
-@pytest.mark.parametrize("name", ["linear_equation", "countdown"])
+@pytest.mark.parametrize("name", sorted(TASKS))
 def test_synthesized_traces_have_only_right_checks_and_verdicts(name):
     task = get_task(name)
     problems = task.generate("train", 40, 3)
@@ -37,7 +37,7 @@ def test_planted_mistakes_are_counted():
 
 
 def test_garbage_attempts_do_not_crash_the_audit():
-    for name in ("linear_equation", "countdown"):
+    for name in sorted(TASKS):
         task = get_task(name)
         problem = task.generate("test", 1, 0)[0]
         junk = "Try: ((((\nCheck: ?\nWrong\nTry: 1/0\nCheck: x.\nCorrect.\nTry: " + "9" * 50 + "\nTry: x = 1e999"

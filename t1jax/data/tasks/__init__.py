@@ -43,4 +43,14 @@ def task_from_config(config, name: str) -> Task:
     return get_task(name, **parse_knobs(config.task_knobs))
 
 
-__all__ = ["SPLITS", "TASKS", "Countdown", "GraphPath", "LinearEquation", "Task", "get_task", "parse_knobs", "task_from_config"]
+__all__ = [
+    "SPLITS",
+    "TASKS",
+    "Countdown",
+    "GraphPath",
+    "LinearEquation",
+    "Task",
+    "get_task",
+    "parse_knobs",
+    "task_from_config",
+]

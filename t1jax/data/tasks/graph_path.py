@@ -2,11 +2,11 @@
 at the target.
 
 This is the path-star task used to study planning with next-token prediction (Bachmann and
-Nagarajan, 2024): following an edge forward is a lookup in the prompt, which a tiny model learns
-quickly, but picking the right first edge means chaining backwards from the target, which it
-does not. Checking an attempt is therefore much easier than producing the right one, the regime
-where T1's trial-and-error with self-verification pays off, and where a longer reasoning budget
-(more branches tried) buys accuracy.
+Nagarajan, 2024): checking an attempt means following edges forward, a lookup in the prompt with
+no arithmetic, while picking the right first edge means chaining backwards from the target. So
+checking is easier than solving, the regime where T1's trial-and-error with self-verification
+pays off and a longer reasoning budget (more branches tried) buys accuracy. (The demo's 1M-
+parameter model does not learn the lookups within its few-minute SFT budget; see README.md.)
 
 Nodes are numbers 0..max_label; with the default single digits every node is one token, so
 following an edge is a one-token lookup. Answers are paths "1>4>7", read by a small parser: model
@@ -89,12 +89,11 @@ class GraphPath(Task):
 
     def wrong_attempts(self, problem: dict, rng: random.Random, n: int) -> list[str]:
         """The natural mistake: a whole branch that ends somewhere else."""
-        following = {a: b for a, b in map(tuple, problem["edges"]) if a != problem["start"]}
+        start = problem["start"]
+        following = {a: b for a, b in map(tuple, problem["edges"]) if a != start}  # one way on, off the centre
         paths = []
-        for a, first in map(tuple, problem["edges"]):
-            if a != problem["start"]:
-                continue
-            path = [a, first]
+        for first in (b for a, b in map(tuple, problem["edges"]) if a == start):
+            path = [start, first]
             while path[-1] in following:
                 path.append(following[path[-1]])
             if path[-1] != problem["target"]:
