@@ -5,7 +5,8 @@ Figures (demo model shape, random weights, prompts of 32 tokens, no stop token s
 sample runs to the limit):
   - t1jax tokens/s for batch {64, 256} x new tokens {128, 512}, with achieved FLOP/s
     (2 * matmul weights + 4 * layers * heads * head_dim * context, per generated token) as a
-    fraction of the matmul peak;
+    fraction of the matmul peak; at batch 64 also the same sampler decoding in one stage
+    (every step attends over the whole cache) instead of the default stages;
   - the recompute sampler (full forward over the whole static-shape sequence buffer at every
     step, no cache): its cost per step is constant, so a few steps give its exact rate. Run
     at 128 new tokens only, where the goal is stated (at 512 its full forwards dominate the
@@ -57,8 +58,8 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float) -> dict:
-    sampler = Sampler(mc, Sample(temperature=1.0), max_new_tokens=new_tokens, num_samples=1)
+def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float, stage_tokens: int = 0) -> dict:
+    sampler = Sampler(mc, Sample(temperature=1.0), max_new_tokens=new_tokens, num_samples=1, stage_tokens=stage_tokens)
     batch_prompts = prompts(batch, mc.vocab_size)
     start = time.perf_counter()
     sampler(params, batch_prompts, jax.random.key(0))  # compiles
@@ -76,6 +77,7 @@ def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float) -> dict:
     return {
         "batch": batch,
         "new_tokens": new_tokens,
+        "decode_stages": len(sampler.stages),
         "tokens_per_s": tokens_per_s,
         "seconds": min(times),
         "timed_runs": reps,
@@ -164,6 +166,12 @@ def main(argv=None) -> None:
         log(f"t1jax sampler: batch {b}, {m} new tokens ...")
         row = bench_t1jax(mc, params, b, m, peak)
         log(f"  {row['tokens_per_s']:.0f} tokens/s ({row['fraction_of_peak']:.1%} of peak)")
+        if b == 64:
+            log(f"t1jax sampler in one decode stage: batch {b}, {m} new tokens ...")
+            one = bench_t1jax(mc, params, b, m, peak, stage_tokens=m)
+            log(f"  {one['tokens_per_s']:.0f} tokens/s")
+            row["one_stage_tokens_per_s"] = one["tokens_per_s"]
+            row["over_one_stage"] = row["tokens_per_s"] / one["tokens_per_s"]
         if m == 128:
             log(f"recompute sampler: batch {b}, {m} new tokens ...")
             # Its cost per step is constant: 512 sequences' worth of steps give a stable rate.

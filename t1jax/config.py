@@ -188,6 +188,7 @@ def validate(config) -> None:
     for key in ("num_samples", "max_new_tokens", "max_prompt_len"):
         _require(sp[key] >= 1, f"sampling.{key} must be >= 1, got {sp[key]}")
     _require(sp.top_k >= 0, f"sampling.top_k must be >= 0, got {sp.top_k}")
+    _require(sp.stage_tokens >= 0, f"sampling.stage_tokens must be >= 0 (0: automatic), got {sp.stage_tokens}")
     r = config.rl
     _require(
         r.samples_per_prompt >= 2,

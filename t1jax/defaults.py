@@ -99,6 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
     sp.num_samples = 4  # K samples per prompt
     sp.max_new_tokens = 96
     sp.max_prompt_len = 256
+    sp.stage_tokens = 0  # decode stage length: each attends over the cache filled so far (0: auto)
     sp.seed = 0
 
     # T1 reinforcement learning (T1_RECIPE.md section 2).

@@ -62,6 +62,7 @@ def test_bad_overrides_name_the_key(override, expected):
         ({"eval.budgets": "8,256", "eval.max_new_tokens": 128}, "largest eval.budgets entry (256) exceeds"),
         ({"eval.temperature": 0.0, "eval.num_samples": 4}, "set eval.num_samples=1"),
         ({"sft.patience": -1}, "sft.patience and sft.min_improvement must be >= 0"),
+        ({"sampling.stage_tokens": -4}, "sampling.stage_tokens must be >= 0"),
         ({"task_knobs": "max_numbers"}, "task knobs must look like 'name=value"),
     ],
 )

@@ -13,7 +13,7 @@ from t1jax import config as config_lib
 from t1jax.errors import SamplingError
 from t1jax.model import KVCache, ModelConfig, init_params
 from t1jax.model import forward as eager_forward
-from t1jax.sampling import Greedy, Sample, Sampler, choose, decode
+from t1jax.sampling import Greedy, Sample, Sampler, choose, decode, stage_ends
 from t1jax.train.state import layout_from_config
 
 CONFIG = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=64)
@@ -50,6 +50,47 @@ def test_cached_decode_logits_equal_full_forward_with_left_padding():
     for i, token in enumerate(continuation):
         logits, cache = forward(CONFIG, params(), np.asarray([[token]]), np.asarray([[len(prompt) + i]]), None, cache)
         np.testing.assert_allclose(logits[0, 0], full[0, len(prompt) + i], **FP32)
+
+
+def test_a_grown_cache_decodes_as_the_full_forward():
+    """Decode stages grow the cache between steps: the appended slots must stay invisible."""
+    prompt, continuation = [2, 5, 6, 7], [9, 10, 11, 12, 13]
+    full, _ = forward(CONFIG, params(), np.asarray([prompt + continuation]))
+    cache = KVCache.empty(CONFIG, 1, len(prompt) + 2)
+    _, cache = forward(CONFIG, params(), np.asarray([prompt]), None, None, cache)
+    for i, token in enumerate(continuation):
+        if i == 2:
+            cache = cache.grow(cache.num_slots + 3)
+        logits, cache = forward(CONFIG, params(), np.asarray([[token]]), np.asarray([[len(prompt) + i]]), None, cache)
+        np.testing.assert_allclose(logits[0, 0], full[0, len(prompt) + i], **FP32)
+    assert cache.num_slots == len(prompt) + 5
+    with pytest.raises(ValueError, match="shrink"):
+        cache.grow(2)
+
+
+def test_stage_schedule():
+    assert stage_ends(10, 3) == (3, 6, 9, 10)
+    assert stage_ends(9, 3) == (3, 6, 9)
+    assert stage_ends(16) == (16,)  # short generations decode in one stage
+    assert stage_ends(128) == (32, 64, 96, 128)
+    assert stage_ends(512) == (128, 256, 384, 512)
+    with pytest.raises(SamplingError, match="stage_tokens"):
+        stage_ends(8, -1)
+
+
+@pytest.mark.parametrize("stage_tokens", [1, 3])
+def test_staged_decoding_equals_one_stage(stage_tokens):
+    """Stops, padding, lengths and logprobs do not depend on where the stage boundaries fall."""
+    free = Sampler(CONFIG, Greedy(), max_new_tokens=10)(params(), PROMPTS, jax.random.key(0))
+    stop = int(free.tokens[0, 4])  # some rows stop early (inside a later stage), others run out
+    kwargs = dict(max_new_tokens=10, num_samples=2, stop_ids=(stop,), pad_id=0)
+    one = Sampler(CONFIG, Greedy(), stage_tokens=10, **kwargs)(params(), PROMPTS, jax.random.key(0))
+    staged = Sampler(CONFIG, Greedy(), stage_tokens=stage_tokens, **kwargs)(params(), PROMPTS, jax.random.key(0))
+    np.testing.assert_array_equal(staged.tokens, one.tokens)
+    np.testing.assert_array_equal(staged.lengths, one.lengths)
+    np.testing.assert_array_equal(staged.finished, one.finished)
+    np.testing.assert_allclose(staged.logprobs, one.logprobs, **FP32)
+    assert one.finished.any() and not one.finished.all()
 
 
 def _greedy_without_cache(prompt, steps):
@@ -134,7 +175,7 @@ def test_k_samples_differ_and_prefill_runs_once_per_prompt():
         assert len(rows) > 1
     # The compiled function's only wide (prompt-length) projections act on P rows, never P*K.
     P, L = 3, 8
-    traced = jax.make_jaxpr(functools.partial(decode, CONFIG, Sample(), 8, K, (), 0, None))(
+    traced = jax.make_jaxpr(functools.partial(decode, CONFIG, Sample(), 8, K, (), 0, stage_ends(8, 3), None))(
         params(), jnp.zeros((P, L), jnp.int32), jnp.ones((P, L), bool), jax.random.key(0)
     )
     text = str(traced)
@@ -146,7 +187,8 @@ def test_sharded_greedy_equals_single_device():
     config = config_lib.load(None, {**SMALL_MODEL, **mesh_overrides(2, 2, 2)})
     layout = layout_from_config(config, 1)
     sharded_params = jax.device_put(params(), layout.shardings.params)
-    sampler = Sampler(CONFIG, Greedy(), max_new_tokens=8, num_samples=2, layout=layout)
+    # in 3 decode stages, so the cache grown between them keeps its sharding
+    sampler = Sampler(CONFIG, Greedy(), max_new_tokens=8, num_samples=2, layout=layout, stage_tokens=3)
     out = sampler(sharded_params, PROMPTS, jax.random.key(0))
     reference = Sampler(CONFIG, Greedy(), max_new_tokens=8, num_samples=2)(params(), PROMPTS, jax.random.key(0))
     np.testing.assert_array_equal(out.tokens, reference.tokens)

@@ -52,6 +52,7 @@ class RunEvaluator:
             self._samplers[key] = Sampler(
                 self.layout.model_config, strategy, max_new_tokens, num_samples,
                 (self.tokenizer.eos_id,), self.tokenizer.pad_id, max_prompt_len, self.layout,
+                self.config.sampling.stage_tokens,
             )  # fmt: skip
         sampler, seed, chunk = self._samplers[key], self.config.run.seed, self.config.eval.batch_prompts
         return ModelGenerator(sampler, self.tokenizer, params, seed, chunk, label)

@@ -27,6 +27,16 @@ class KVCache:
         v = tuple(jnp.zeros((batch, kv, slots, h), dt) for _ in range(n))
         return cls(k=k, v=v, key_pos_BS=jnp.full((batch, slots), -1, jnp.int32), index=jnp.zeros((), jnp.int32))
 
+    def grow(self, slots: int) -> KVCache:
+        """The same cache with empty slots appended up to `slots` (a copy, so grow rarely)."""
+        extra = slots - self.num_slots
+        if extra < 0:
+            raise ValueError(f"cannot shrink a cache of {self.num_slots} slots to {slots}")
+        k = tuple(jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra))) for x in self.k)
+        v = tuple(jnp.pad(x, ((0, 0), (0, 0), (0, extra), (0, 0))) for x in self.v)
+        key_pos_BS = jnp.pad(self.key_pos_BS, ((0, 0), (0, extra)), constant_values=-1)
+        return KVCache(k=k, v=v, key_pos_BS=key_pos_BS, index=self.index)
+
     @property
     def num_slots(self) -> int:
         return self.key_pos_BS.shape[1]

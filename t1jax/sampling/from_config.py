@@ -27,4 +27,5 @@ def sampler_from_config(
         pad_id,
         s.max_prompt_len,
         layout,
+        s.stage_tokens,
     )

@@ -58,6 +58,7 @@ class RLRun:
             self.tokenizer.pad_id,
             config.sampling.max_prompt_len,
             self.layout,
+            config.sampling.stage_tokens,
         )
         self.penalties = PenaltyConfig(
             enabled=r.penalties,
