@@ -11,6 +11,9 @@ sample runs to the limit):
     step, no cache): its cost per step is constant, so a few steps give its exact rate. Run
     at 128 new tokens only, where the goal is stated (at 512 its full forwards dominate the
     run time); other rows say so;
+  - oversampling as RL does it: 8 prompts x 16 samples against 128 distinct prompts (same rows,
+    same new tokens), with prompts of 32 tokens (and 256 without --quick): the ratio is what
+    sharing a prompt's cache among its samples buys;
   - transformers `generate` (PyTorch, CPU) on a Llama of the same shape with sampling at
     batch 64 x 128 (the `bench` extra; skipped with a note when missing).
 
@@ -49,9 +52,34 @@ def decode_flops_per_token(mc: ModelConfig, context: float) -> float:
     return 2 * weights + 4 * mc.num_layers * n * h * context
 
 
-def prompts(batch: int, vocab: int) -> list[list[int]]:
+def prompts(batch: int, vocab: int, length: int = PROMPT_LEN) -> list[list[int]]:
     rng = np.random.default_rng(0)
-    return [[2] + rng.integers(4, vocab, PROMPT_LEN - 1).tolist() for _ in range(batch)]
+    return [[2] + rng.integers(4, vocab, length - 1).tolist() for _ in range(batch)]
+
+
+def bench_oversampling(mc, params, prompt_len: int, num_prompts: int = 8, k: int = 16, new_tokens: int = 128) -> dict:
+    """K samples of each of P prompts against P*K distinct prompts: the same rows and tokens,
+    but the K samples share their prompt's cache (read once per prompt)."""
+    rates = {}
+    for name, (p, samples) in {"shared": (num_prompts, k), "distinct": (num_prompts * k, 1)}.items():
+        sampler = Sampler(mc, Sample(temperature=1.0), max_new_tokens=new_tokens, num_samples=samples)
+        batch_prompts = prompts(p, mc.vocab_size, prompt_len)
+        sampler(params, batch_prompts, jax.random.key(0))  # compiles
+        times = []
+        for rep in range(2):
+            start = time.perf_counter()
+            out = sampler(params, batch_prompts, jax.random.key(rep + 1))
+            times.append(time.perf_counter() - start)
+        rates[name] = int(out.lengths.sum()) / min(times)
+    return {
+        "prompts": num_prompts,
+        "samples_per_prompt": k,
+        "prompt_len": prompt_len,
+        "new_tokens": new_tokens,
+        "tokens_per_s": rates["shared"],
+        "distinct_prompts_tokens_per_s": rates["distinct"],
+        "over_distinct_prompts": rates["shared"] / rates["distinct"],
+    }
 
 
 def log(message: str) -> None:
@@ -182,6 +210,11 @@ def main(argv=None) -> None:
             recompute = {"batch": b, "new_tokens": m, "skipped": "goal stated at 128 new tokens; not run here"}
         t1jax_rows.append(row)
         recompute_rows.append(recompute)
+    oversampling = []
+    for prompt_len in (PROMPT_LEN,) if args.quick else (PROMPT_LEN, 256):
+        log(f"oversampling: 8 prompts of {prompt_len} tokens x 16 samples vs 128 distinct prompts ...")
+        oversampling.append(bench_oversampling(mc, params, prompt_len))
+        log(f"  {oversampling[-1]['over_distinct_prompts']:.2f}x")
     log("transformers generate: batch 64, 128 new tokens ...")
     peer = bench_transformers(mc, 64, 128)
     base = next(r for r in t1jax_rows if (r["batch"], r["new_tokens"]) == (64, 128))
@@ -198,6 +231,7 @@ def main(argv=None) -> None:
         },
         "matmul_peak_flops_per_s": peak,
         "t1jax": t1jax_rows,
+        "oversampling": oversampling,
         "recompute": recompute_rows,
         "transformers_generate": peer,
         "t1jax_over_recompute_at_64x128": base["over_recompute"],

@@ -1,6 +1,7 @@
 """The sampler against full forward passes, exact distributions and its own contract."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +51,27 @@ def test_cached_decode_logits_equal_full_forward_with_left_padding():
     for i, token in enumerate(continuation):
         logits, cache = forward(CONFIG, params(), np.asarray([[token]]), np.asarray([[len(prompt) + i]]), None, cache)
         np.testing.assert_allclose(logits[0, 0], full[0, len(prompt) + i], **FP32)
+
+
+def test_rows_sharing_a_prompt_prefix_decode_as_the_full_forward():
+    """Two left-padded prompts in a prefix cache, three rows each with their own continuation:
+    every row's logits equal a full forward over its prompt + continuation."""
+    prompts, width, R = [[2, 5, 6, 7], [2, 11]], 6, 3
+    tokens = np.zeros((2, width), np.int32)
+    mask = np.zeros((2, width), bool)
+    for i, p in enumerate(prompts):
+        tokens[i, width - len(p) :], mask[i, width - len(p) :] = p, True
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    prefix = KVCache.empty(CONFIG, 2, width)
+    _, prefix = forward(CONFIG, params(), tokens, positions, mask, prefix)
+    continuations = np.random.default_rng(0).integers(3, CONFIG.vocab_size, (2 * R, 4))
+    cache = KVCache.empty(CONFIG, 2 * R, 4)
+    for t in range(4):
+        pos = np.asarray([[len(prompts[row // R]) + t] for row in range(2 * R)])
+        logits, cache = forward(CONFIG, params(), continuations[:, t : t + 1], pos, None, cache, prefix)
+        for row in range(2 * R):
+            full, _ = forward(CONFIG, params(), np.asarray([prompts[row // R] + list(continuations[row, : t + 1])]))
+            np.testing.assert_allclose(logits[row, 0], full[0, -1], **FP32)
 
 
 def test_a_grown_cache_decodes_as_the_full_forward():
@@ -173,14 +195,17 @@ def test_k_samples_differ_and_prefill_runs_once_per_prompt():
     for p in range(len(PROMPTS)):
         rows = {tuple(r) for r in out.tokens[p * K : (p + 1) * K]}
         assert len(rows) > 1
-    # The compiled function's only wide (prompt-length) projections act on P rows, never P*K.
-    P, L = 3, 8
+    # The compiled function's only wide (prompt-length) projections act on P rows, never P*K,
+    # and the prompt's keys are stored once per prompt, not copied to its K samples.
+    P, L = 3, 16
     traced = jax.make_jaxpr(functools.partial(decode, CONFIG, Sample(), 8, K, (), 0, stage_ends(8, 3), None))(
         params(), jnp.zeros((P, L), jnp.int32), jnp.ones((P, L), bool), jax.random.key(0)
     )
     text = str(traced)
-    assert f"f32[{P},{L},32]" in text
+    assert f"f32[{P},{L},32]" in text and f"f32[{P},2,8,{L}]" in text  # prefill; prompt keys [P, KV, H, L]
     assert f"[{P * K},{L},32]" not in text and f"[{P * K},{L},4,8]" not in text
+    sample_key_slots = [int(n) for n in re.findall(rf"\[{P * K},2,8,(\d+)\]", text)]
+    assert sample_key_slots and max(sample_key_slots) <= 8  # the samples' caches hold their own 8 tokens
 
 
 def test_sharded_greedy_equals_single_device():

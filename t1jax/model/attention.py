@@ -41,9 +41,11 @@ class Attention(nnx.Module):
             out = out + getattr(self, name + "_bias")[...].astype(out.dtype)
         return out
 
-    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None):
+    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None):
         """Attends from the T new tokens to the keys in `kv` (after writing the new keys at
-        slot `index`) or, without a cache, to the new tokens themselves.
+        slot `index`) or, without a cache, to the new tokens themselves; and, with a `prefix`
+        (keys [P, KV, H, S'], values [P, KV, S', H], their positions [P, S']), also to keys
+        that every B // P consecutive rows share: the prompt of K samples, stored once.
 
         key_pos_BS: position of every key slot (-1 = masked); returns (out_BTD, (k, v)).
         """
@@ -73,11 +75,45 @@ class Attention(nnx.Module):
         scores = jnp.einsum(f"bkqh,{key_spec}->bkqs", q_BKQH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         scores = scores.reshape(B, K, G, T, S)
         scores = jnp.where(self._mask(positions_BT, key_pos_BS)[:, None, None], scores, _MASKED)
-        probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype).reshape(B, K, G * T, S)
-        out = jnp.einsum("bkqs,bksh->bkqh", probs, values.astype(q.dtype))
+        if prefix is None:
+            probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype).reshape(B, K, G * T, S)
+            out = jnp.einsum("bkqs,bksh->bkqh", probs, values.astype(q.dtype))
+        else:
+            out = self._with_prefix(q_BKQH, scores, values, positions_BT, prefix)
         out = out.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
         out_BTD = jnp.einsum("btnh,nhd->btd", out, self.o[...].astype(out.dtype))
         return out_BTD, (keys, values)
+
+    def _with_prefix(self, q_BKQH, scores_BKGTS, values_BKSH, positions_BT, prefix):
+        """One softmax over the shared prefix's keys and the rows' own keys (masked scores
+        `scores_BKGTS`); returns the attended values [B, KV, G*T, H].
+
+        The R = B // P rows of a prefix read its keys as one [R*G*T, H] x [H, S'] matmul, so
+        the prompt's cache is read once for its K samples, not K times.
+        """
+        keys_PKHS, values_PKSH, key_pos_PS = prefix
+        B, K, G, T, S = scores_BKGTS.shape
+        P = keys_PKHS.shape[0]
+        R = B // P
+
+        def per_prefix(x):  # [B, K, Q, ...] -> [P, K, R*Q, ...]: rows of one prefix side by side
+            return x.reshape(P, R, *x.shape[1:]).swapaxes(1, 2).reshape(P, K, R * x.shape[2], *x.shape[3:])
+
+        def per_row(x):  # the inverse of per_prefix
+            return x.reshape(P, K, R, -1, *x.shape[3:]).swapaxes(1, 2).reshape(B, K, -1, *x.shape[3:])
+
+        prefix_scores = jnp.einsum(
+            "pkqh,pkhs->pkqs", per_prefix(q_BKQH), keys_PKHS.astype(q_BKQH.dtype), preferred_element_type=jnp.float32
+        )
+        prefix_scores = per_row(prefix_scores).reshape(B, K, G, T, -1)
+        allowed = self._mask(positions_BT, jnp.repeat(key_pos_PS, R, axis=0))
+        prefix_scores = jnp.where(allowed[:, None, None], prefix_scores, _MASKED)
+        probs = jax.nn.softmax(jnp.concatenate([prefix_scores, scores_BKGTS], axis=-1), axis=-1)
+        probs = probs.astype(q_BKQH.dtype).reshape(B, K, G * T, -1)
+        prefix_probs, own_probs = probs[..., :-S], probs[..., -S:]
+        own = jnp.einsum("bkqs,bksh->bkqh", own_probs, values_BKSH.astype(q_BKQH.dtype))
+        shared = jnp.einsum("pkqs,pksh->pkqh", per_prefix(prefix_probs), values_PKSH.astype(q_BKQH.dtype))
+        return own + per_row(shared)
 
     def _mask(self, q_pos_BT, key_pos_BS):
         """Causal (by position, so padding and caches need no special case) and windowed."""

@@ -45,8 +45,9 @@ def logical_axes(config: ModelConfig) -> dict:
     return nnx.to_pure_dict(axes)
 
 
-def forward(config: ModelConfig, params: dict, tokens_BT, positions_BT=None, mask_BT=None, cache=None):
-    """Runs the model with `params`; returns (logits_BTV float32, updated cache or None)."""
+def forward(config: ModelConfig, params: dict, tokens_BT, positions_BT=None, mask_BT=None, cache=None, prefix=None):
+    """Runs the model with `params`; returns (logits_BTV float32, updated cache or None).
+    See Transformer.__call__ for the arguments."""
     graphdef, _ = _graph_and_abstract_state(config)
     model = nnx.merge(graphdef, params)
-    return model(tokens_BT, positions_BT, mask_BT, cache)
+    return model(tokens_BT, positions_BT, mask_BT, cache, prefix)

@@ -42,8 +42,8 @@ class Block(nnx.Module):
             self.post_attention_norm = RMSNorm(d, eps, dt, rngs)
             self.post_mlp_norm = RMSNorm(d, eps, dt, rngs)
 
-    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None):
-        attended, kv = self.attention(self.attention_norm(x_BTD), positions_BT, key_pos_BS, kv, index)
+    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None):
+        attended, kv = self.attention(self.attention_norm(x_BTD), positions_BT, key_pos_BS, kv, index, prefix)
         if self.post_norms:
             attended = self.post_attention_norm(attended)
         x_BTD = x_BTD + attended
@@ -63,11 +63,15 @@ class Transformer(nnx.Module):
         if not config.tie_embeddings:
             self.unembed = param(rngs, (d, v), ("embed", "vocab"), dt)
 
-    def __call__(self, tokens_BT, positions_BT=None, mask_BT=None, cache: KVCache | None = None):
+    def __call__(
+        self, tokens_BT, positions_BT=None, mask_BT=None, cache: KVCache | None = None, prefix: KVCache | None = None
+    ):
         """Returns float32 logits [B, T, vocab] and the updated cache (None without one).
 
         positions_BT: defaults to 0..T-1 (or, with a cache, continuing from `cache.index`).
         mask_BT: False for padding tokens, which then serve as keys to no one.
+        prefix: a read-only cache of P rows whose keys each B // P consecutive rows also attend
+            to (a prompt's cache shared by its samples); pass explicit positions with it.
         """
         cfg = self.config
         B, T = tokens_BT.shape
@@ -86,7 +90,8 @@ class Transformer(nnx.Module):
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
             kv = None if cache is None else (cache.k[i], cache.v[i])
-            x, (k, v) = block(x, positions_BT, key_pos_BS, kv, None if cache is None else cache.index)
+            shared = None if prefix is None else (prefix.k[i], prefix.v[i], prefix.key_pos_BS)
+            x, (k, v) = block(x, positions_BT, key_pos_BS, kv, None if cache is None else cache.index, shared)
             new_k.append(k)
             new_v.append(v)
         x = self.final_norm(x)

@@ -85,14 +85,12 @@ def decode(
     """The traced body of the sampler (see Sampler). Prompts are left-padded: the last column
     is every prompt's last token, and padding slots are masked out of the cache.
 
-    Decoding runs in `stages` (see stage_ends): one while_loop each, over a cache grown to
-    the prompt plus the stage's last token; a stage whose sequences have all stopped exits at
-    once."""
+    Decoding runs in `stages` (see stage_ends): one while_loop each, over a cache of the
+    samples' own tokens grown to the stage's last token; a stage whose sequences have all
+    stopped exits at once."""
     P, L = tokens_PL.shape
     K, N = num_samples, tokens_PL.shape[0] * num_samples
     positions = jnp.maximum(jnp.cumsum(mask_PL, axis=1) - 1, 0).astype(jnp.int32)
-    cache = KVCache.empty(config, P, L + stages[0])
-    logits, cache = forward(config, params, tokens_PL, positions, mask_PL, cache)
 
     def constrain(cache):
         if cache_sharding is None:
@@ -100,12 +98,12 @@ def decode(
         shard = functools.partial(jax.lax.with_sharding_constraint, shardings=cache_sharding)
         return cache.replace(k=tuple(map(shard, cache.k)), v=tuple(map(shard, cache.v)))
 
-    # The prompt's cache serves all its K samples (prefill ran once per prompt).
-    share = functools.partial(jnp.repeat, repeats=K, axis=0)
-    cache = cache.replace(
-        k=tuple(map(share, cache.k)), v=tuple(map(share, cache.v)), key_pos_BS=share(cache.key_pos_BS)
-    )
-    cache = constrain(cache)
+    # Prefill runs once per prompt; its cache is the read-only prefix that the prompt's K
+    # samples all attend to (stored once, not K times), and each sample's own tokens go to a
+    # cache of N = P * K rows.
+    prompt_cache = constrain(KVCache.empty(config, P, L))
+    logits, prompt_cache = forward(config, params, tokens_PL, positions, mask_PL, prompt_cache)
+    cache = constrain(KVCache.empty(config, N, stages[0]))
     stops = jnp.asarray(stop_ids, jnp.int32)
 
     def emit(state, logits_NV, step_key):
@@ -124,7 +122,7 @@ def decode(
         state, key = carry
         key, step_key = jax.random.split(key)
         step, cache, position, done, length, tokens, logprobs, last = state
-        logits, cache = forward(config, params, last[:, None], position[:, None], None, cache)
+        logits, cache = forward(config, params, last[:, None], position[:, None], None, cache, prompt_cache)
         state = (step, cache, position + 1, done, length, tokens, logprobs, last)
         return emit(state, logits[:, 0], step_key), key
 
@@ -141,8 +139,8 @@ def decode(
     )
     state = emit(state, jnp.repeat(logits[:, -1], K, axis=0), first_key)
     for i, end in enumerate(stages):
-        if i:  # the step that emits token `end - 1` writes cache slot L + end - 2
-            state = (state[0], constrain(state[1].grow(L + end)), *state[2:])
+        if i:  # the step that emits token `end - 1` writes its input, token `end - 2`, to slot end - 2
+            state = (state[0], constrain(state[1].grow(end)), *state[2:])
 
         def keep_going(carry, end=end):
             step, done = carry[0][0], carry[0][3]
