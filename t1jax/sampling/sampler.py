@@ -1,8 +1,9 @@
-"""The jitted sampler: prefill each prompt once, decode K samples per prompt in a while_loop.
+"""The jitted sampler: prefill each prompt once into a cache that its K samples share, then
+decode the samples in while_loops.
 
-The loop exits as soon as every sequence has stopped; the KV cache has a static shape and
-its buffer is updated in place. Prompt and batch sizes are bucketed (powers of two) so a run
-compiles a bounded number of times.
+Decoding exits as soon as every sequence has stopped; each decode stage's cache has a static
+shape and its buffer is updated in place. Prompt and batch sizes are bucketed (powers of two)
+so a run compiles a bounded number of times.
 """
 
 from __future__ import annotations
