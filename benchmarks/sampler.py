@@ -14,8 +14,14 @@ sample runs to the limit):
   - oversampling as RL does it: 8 prompts x 16 samples against 128 distinct prompts (same rows,
     same new tokens), with prompts of 32 tokens (and 256 without --quick): the ratio is what
     sharing a prompt's cache among its samples buys;
-  - transformers `generate` (PyTorch, CPU) on a Llama of the same shape with sampling at
-    batch 64 x 128 (the `bench` extra; skipped with a note when missing).
+  - on a CPU, the same sampler on a data-parallel mesh of one XLA host device per core (batch
+    64 x 128; mesh.data=-1, mesh.fsdp=1: host devices share memory, so sharding the params
+    saves nothing and costs gathers): XLA's CPU backend runs a decode step's small ops on one
+    core, so splitting the batch over per-core devices is how decoding uses the machine. The
+    script asks for os.cpu_count() host devices (XLA_FLAGS) unless XLA_FLAGS already sets a
+    count; the other rows run on one device;
+  - transformers `generate` (PyTorch, CPU, all cores) on a Llama of the same shape with sampling
+    at batch 64 x 128 (the `bench` extra; skipped with a note when missing).
 
 Every configuration prints a line to stderr when it starts and when it ends.
 
@@ -30,6 +36,11 @@ import os
 import sys
 import time
 
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):  # before jax starts
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={os.cpu_count()}"
+    ).strip()
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +49,7 @@ from common import llama_config, machine_info, matmul_peak  # noqa: I001 (benchm
 from t1jax import config as config_lib
 from t1jax.model import ModelConfig, forward, init_params
 from t1jax.sampling import Sample, Sampler, choose
+from t1jax.train.state import layout_from_config
 
 PROMPT_LEN = 32
 
@@ -86,8 +98,10 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float, stage_tokens: int = 0) -> dict:
-    sampler = Sampler(mc, Sample(temperature=1.0), max_new_tokens=new_tokens, num_samples=1, stage_tokens=stage_tokens)
+def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float, stage_tokens: int = 0, layout=None) -> dict:
+    sampler = Sampler(
+        mc, Sample(temperature=1.0), max_new_tokens=new_tokens, num_samples=1, stage_tokens=stage_tokens, layout=layout
+    )
     batch_prompts = prompts(batch, mc.vocab_size)
     start = time.perf_counter()
     sampler(params, batch_prompts, jax.random.key(0))  # compiles
@@ -113,6 +127,16 @@ def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float, stage_toke
         "flops_per_s": flops,
         "fraction_of_peak": flops / peak,
     }
+
+
+def bench_host_mesh(mc, params, peak: float, batch: int = 64, new_tokens: int = 128) -> dict:
+    """The sampler on a data-parallel mesh over all host devices (see the module docstring)."""
+    if jax.default_backend() != "cpu" or jax.device_count() == 1:
+        return {"skipped": f"needs several CPU devices; have {jax.device_count()} {jax.default_backend()} device(s)"}
+    layout = layout_from_config(config_lib.load(None, {"mesh.data": -1, "mesh.fsdp": 1}), total_steps=1)
+    sharded = jax.device_put(params, layout.shardings.params)
+    row = bench_t1jax(mc, sharded, batch, new_tokens, peak, layout=layout)
+    return {"devices": jax.device_count(), "mesh": dict(layout.mesh.shape), **row}
 
 
 def bench_recompute(mc, params, batch: int, new_tokens: int, steps: int) -> dict:
@@ -215,9 +239,14 @@ def main(argv=None) -> None:
         log(f"oversampling: 8 prompts of {prompt_len} tokens x 16 samples vs 128 distinct prompts ...")
         oversampling.append(bench_oversampling(mc, params, prompt_len))
         log(f"  {oversampling[-1]['over_distinct_prompts']:.2f}x")
+    log(f"t1jax sampler on a mesh of {jax.device_count()} host devices: batch 64, 128 new tokens ...")
+    base = next(r for r in t1jax_rows if (r["batch"], r["new_tokens"]) == (64, 128))
+    host_mesh = bench_host_mesh(mc, params, peak)
+    if "tokens_per_s" in host_mesh:
+        host_mesh["over_one_device"] = host_mesh["tokens_per_s"] / base["tokens_per_s"]
+        log(f"  {host_mesh['tokens_per_s']:.0f} tokens/s ({host_mesh['over_one_device']:.2f}x one device)")
     log("transformers generate: batch 64, 128 new tokens ...")
     peer = bench_transformers(mc, 64, 128)
-    base = next(r for r in t1jax_rows if (r["batch"], r["new_tokens"]) == (64, 128))
     report = {
         "benchmark": "sampler",
         "machine": machine_info(),
@@ -232,12 +261,15 @@ def main(argv=None) -> None:
         "matmul_peak_flops_per_s": peak,
         "t1jax": t1jax_rows,
         "oversampling": oversampling,
+        "host_mesh": host_mesh,
         "recompute": recompute_rows,
         "transformers_generate": peer,
         "t1jax_over_recompute_at_64x128": base["over_recompute"],
     }
     if "tokens_per_s" in peer:
         report["t1jax_over_transformers_at_64x128"] = base["tokens_per_s"] / peer["tokens_per_s"]
+        if "tokens_per_s" in host_mesh:
+            report["t1jax_host_mesh_over_transformers_at_64x128"] = host_mesh["tokens_per_s"] / peer["tokens_per_s"]
     print(json.dumps(report, indent=2))
 
 
