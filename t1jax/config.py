@@ -181,6 +181,8 @@ def validate(config) -> None:
         f"sft.batch_size ({s.batch_size}) must be divisible by sft.grad_accum_steps ({s.grad_accum_steps})",
     )
     _require(0 <= s.eval_fraction < 1, f"sft.eval_fraction must be in [0, 1), got {s.eval_fraction}")
+    _require(s.max_failed >= 0, f"sft.max_failed must be >= 0, got {s.max_failed}")
+    _require(0 <= s.retry_prob < 1, f"sft.retry_prob must be in [0, 1), got {s.retry_prob}")
     sp = config.sampling
     _require(sp.temperature >= 0, f"sampling.temperature must be >= 0 (0: greedy), got {sp.temperature}")
     _require(0 < sp.top_p <= 1, f"sampling.top_p must be in (0, 1], got {sp.top_p}")

@@ -83,6 +83,10 @@ def base_config() -> ml_collections.ConfigDict:
     s.eval_fraction = 0.05  # held out for the validation loss (built-in task: its validation split)
     s.eval_every = 50
     s.num_builtin_examples = 4000  # synthesized training traces of the built-in task
+    # Wrong attempts before the right one in a synthesized trace: one more with probability
+    # sft.retry_prob, at most sft.max_failed (defaults: half the traces start with the right attempt).
+    s.max_failed = 2
+    s.retry_prob = 0.5
     s.patience = 0  # stop after this many evaluations without a better validation loss; 0: run num_steps
     s.min_improvement = 0.01  # a validation loss counts as better when it is this fraction below the best
 

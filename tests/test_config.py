@@ -63,6 +63,8 @@ def test_bad_overrides_name_the_key(override, expected):
         ({"eval.temperature": 0.0, "eval.num_samples": 4}, "set eval.num_samples=1"),
         ({"sft.patience": -1}, "sft.patience and sft.min_improvement must be >= 0"),
         ({"sampling.stage_tokens": -4}, "sampling.stage_tokens must be >= 0"),
+        ({"sft.retry_prob": 1.0}, "sft.retry_prob must be in [0, 1)"),
+        ({"sft.max_failed": -1}, "sft.max_failed must be >= 0"),
         ({"task_knobs": "max_numbers"}, "task knobs must look like 'name=value"),
     ],
 )

@@ -144,3 +144,19 @@ def test_synthesize_jsonl_strict_and_fatal_errors(tmp_path):
     (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00junk\n")
     with pytest.raises(DataError, match="binary.jsonl is not UTF-8 text"):
         synthesize_jsonl(str(tmp_path / "binary.jsonl"), str(out))
+
+
+def test_sft_config_sets_how_many_wrong_attempts_precede_the_right_one():
+    from t1jax import config as config_lib
+    from t1jax.train.sft import load_examples
+
+    def failed_counts(**overrides):
+        overrides = {"sft.task": "linear_equation", "sft.num_builtin_examples": 400, **overrides}
+        train, validation, _ = load_examples(config_lib.load(None, overrides), seed=0)
+        return [example["response"].count("Try: ") - 1 for example in train + validation]
+
+    assert set(failed_counts(**{"sft.retry_prob": 0.0})) == {0}
+    # retry_prob 0.75, at most 3 failures: P(3) = 0.75**3 = 0.42, mean 0.75 + 0.75**2 + 0.75**3 = 1.73
+    counts = failed_counts(**{"sft.retry_prob": 0.75, "sft.max_failed": 3})
+    assert set(counts) == {0, 1, 2, 3}
+    assert 0.35 < counts.count(3) / len(counts) < 0.49 and 1.56 < sum(counts) / len(counts) < 1.9  # +-3 sd
