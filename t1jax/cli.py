@@ -18,6 +18,9 @@ commands:
             --prompt TEXT (repeatable) [--num_samples K]
   eval      pass@1, maj@k, pass@k and an inference-scaling curve of a run's checkpoint:
             [--run DIR (default run.workdir)] [--step N] [--out DIR (default <run>/eval)]
+  checks    whether a run's model computes its checks or copies the target (teacher-forced
+            on validation traces of sft.task): [--run DIR (default run.workdir)] [--step N]
+            [--num_traces N (default 200)]
   demo      the whole recipe on the built-in task: SFT, RL, evaluation, scaling curves, report
             (default config: configs/demo.py's settings; resumable: rerun the same command)
   config    print the resolved config and exit
@@ -40,6 +43,7 @@ DEFAULT_CONFIGS = {"demo": _demo_config}
 OPTIONS = {
     "sample": {"prompt": (str, True), "num_samples": (int, False)},
     "eval": {"run": (str, False), "step": (int, False), "out": (str, False)},
+    "checks": {"run": (str, False), "step": (int, False), "num_traces": (int, False)},
 }
 
 
@@ -123,6 +127,14 @@ def _eval(config, run: str | None = None, step: int | None = None, out: str | No
     print(eval_markdown(result))
 
 
+def _checks(config, run: str | None = None, step: int | None = None, num_traces: int = 200) -> None:
+    from t1jax.eval.forced_checks import run_forced_checks
+
+    if num_traces < 1:
+        raise config_lib.ConfigError(f"--num_traces must be >= 1, got {num_traces}")
+    print(json.dumps(run_forced_checks(config, run or config.run.workdir, step, num_traces), indent=2))
+
+
 def _demo(config) -> None:
     from t1jax.demo import run_demo
 
@@ -133,7 +145,15 @@ def _config(config) -> None:
     print(config)
 
 
-COMMANDS = {"sft": _sft, "rl": _rl, "sample": _sample, "eval": _eval, "demo": _demo, "config": _config}
+COMMANDS = {
+    "sft": _sft,
+    "rl": _rl,
+    "sample": _sample,
+    "eval": _eval,
+    "checks": _checks,
+    "demo": _demo,
+    "config": _config,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

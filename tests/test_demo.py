@@ -9,6 +9,8 @@ import matplotlib.image
 import pytest
 
 from t1jax import config as config_lib
+from t1jax.data.tasks import get_task
+from t1jax.eval.forced_checks import validation_traces
 from t1jax.train.sft import EarlyStopping
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -127,3 +129,18 @@ def test_eval_command_errors_are_one_line(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 2 and "t1jax: error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_checks_command_on_the_demo_sft_run(tiny_demo):
+    workdir, _ = tiny_demo
+    command = [sys.executable, "-m", "t1jax", "checks", "--config", TINY, "--run", str(workdir / "sft")]
+    done = subprocess.run([*command, "--step", "3", "--num_traces", "5"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    config = config_lib.load(TINY)
+    traces = validation_traces(config, get_task(config.sft.task), 5)
+    scored = result["right_attempt_checks"] + result["wrong_attempt_checks"] + result["skipped_checks"]
+    assert result["step"] == 3 and scored == sum(t["response"].count("Check: ") for t in traces)
+    assert 0 <= result["right_attempt_accuracy"] <= 1 and 0 <= result["wrong_attempt_accuracy"] <= 1
+    bad = subprocess.run([*command, "--num_traces", "0"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--num_traces must be >= 1" in bad.stderr
