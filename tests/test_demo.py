@@ -134,13 +134,14 @@ def test_eval_command_errors_are_one_line(tmp_path):
 def test_checks_command_on_the_demo_sft_run(tiny_demo):
     workdir, _ = tiny_demo
     command = [sys.executable, "-m", "t1jax", "checks", "--config", TINY, "--run", str(workdir / "sft")]
-    done = subprocess.run([*command, "--step", "3", "--num_traces", "5"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*command, "--num_traces", "5"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     config = config_lib.load(TINY)
     traces = validation_traces(config, get_task(config.sft.task), 5)
     scored = result["right_attempt_checks"] + result["wrong_attempt_checks"] + result["skipped_checks"]
-    assert result["step"] == 3 and scored == sum(t["response"].count("Check: ") for t in traces)
+    latest = max(int(path.name) for path in (workdir / "sft" / "checkpoints").iterdir() if path.name.isdigit())
+    assert result["step"] == latest and scored == sum(t["response"].count("Check: ") for t in traces)
     assert 0 <= result["right_attempt_accuracy"] <= 1 and 0 <= result["wrong_attempt_accuracy"] <= 1
     bad = subprocess.run([*command, "--num_traces", "0"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--num_traces must be >= 1" in bad.stderr

@@ -16,7 +16,7 @@ import numpy as np
 from t1jax.data.synthesis import sft_examples
 from t1jax.data.tasks import Task, task_from_config
 from t1jax.data.tokenizer import Tokenizer
-from t1jax.eval.policies import load_policy, load_tokenizer
+from t1jax.eval.policies import checkpoint_steps, load_policy, load_tokenizer
 from t1jax.model import ModelConfig, forward
 from t1jax.sampling import bucket
 
@@ -40,7 +40,7 @@ def forced_check_accuracy(task: Task, examples: list[dict], tokenizer: Tokenizer
     """Shares of check results predicted exactly (every token) under teacher forcing.
 
     examples: {"problem", "prompt", "response"}; predict(ids) -> the greedy next-token id at every
-    position of `ids`. Checks whose result the tokenizer merges with the text before it cannot be
+    position of `ids`. Checks whose result the tokenizer merges with the text around it cannot be
     scored on their own and are counted as `skipped`.
     """
     counts = {"right_attempts": 0, "right_attempts_exact": 0, "wrong_attempts": 0, "wrong_attempts_exact": 0}
@@ -95,6 +95,7 @@ def run_forced_checks(config, run_dir: str, step: int | None = None, num_traces:
     `num_traces` validation traces of sft.task, synthesized with the config's sft settings."""
     task = task_from_config(config, config.sft.task)
     params, _ = load_policy(config, run_dir, step)
+    step = checkpoint_steps(run_dir)[-1] if step is None else step
     predict = greedy_predictor(ModelConfig.from_config(config.model), params)
     traces = validation_traces(config, task, num_traces)
     result = forced_check_accuracy(task, traces, load_tokenizer(config, run_dir), predict)
