@@ -20,6 +20,8 @@ sample runs to the limit):
     core, so splitting the batch over per-core devices is how decoding uses the machine. The
     script asks for os.cpu_count() host devices (XLA_FLAGS) unless XLA_FLAGS already sets a
     count; the other rows run on one device;
+  - the weight matmuls of a decode step alone at batch 64, on one device (no attention, norms,
+    sampling or cache writes): a ceiling on any sampler's tokens/s with XLA's matmuls here;
   - transformers `generate` (PyTorch, CPU, all cores) on a Llama of the same shape with sampling
     at batch 64 x 128 (the `bench` extra; skipped with a note when missing).
 
@@ -139,6 +141,37 @@ def bench_host_mesh(mc, params, peak: float, batch: int = 64, new_tokens: int = 
     return {"devices": jax.device_count(), "mesh": dict(layout.mesh.shape), **row}
 
 
+def bench_matmul_floor(mc, batch: int = 64, steps: int = 200) -> dict:
+    """A decode step's weight matmuls and nothing else (no attention over the cache, norms, RoPE,
+    sampling or cache writes), `steps` of them in one jitted loop on one device: the tokens/s that
+    no sampler built on XLA's matmuls can beat on this machine at this batch."""
+    d, h, f = mc.d_model, mc.dim_per_head, mc.mlp_dim
+    shapes = [(d, mc.num_heads * h), (d, mc.num_kv_heads * h), (d, mc.num_kv_heads * h)]
+    shapes += [(mc.num_heads * h, d), (d, f), (d, f), (f, d)]
+    keys = iter(jax.random.split(jax.random.key(0), len(shapes) * mc.num_layers + 2))
+    weights = [[jax.random.normal(next(keys), s) * s[0] ** -0.5 for s in shapes] for _ in range(mc.num_layers)]
+    embedding = jax.random.normal(next(keys), (d, mc.vocab_size)) * d**-0.5
+
+    @jax.jit
+    def run(x, weights, embedding):
+        def step(_, x):
+            for q, k, v, o, gate, up, down in weights:
+                attended = (x @ q) + jnp.tile(x @ k + x @ v, mc.num_heads // mc.num_kv_heads)  # stands in for attention
+                x = x + attended @ o
+                x = x + (jax.nn.silu(x @ gate) * (x @ up)) @ down
+            logits = x @ embedding
+            return x * 0.5 + logits[:, :1] * 1e-3  # the next step depends on the logits
+
+        return jax.lax.fori_loop(0, steps, step, x)
+
+    x = jax.random.normal(next(keys), (batch, d))
+    run(x, weights, embedding).block_until_ready()
+    start = time.perf_counter()
+    run(x, weights, embedding).block_until_ready()
+    seconds = time.perf_counter() - start
+    return {"batch": batch, "steps_timed": steps, "tokens_per_s": batch * steps / seconds}
+
+
 def bench_recompute(mc, params, batch: int, new_tokens: int, steps: int) -> dict:
     """Each step runs the model over the whole (prompt + new_tokens) buffer without a cache."""
     width = PROMPT_LEN + new_tokens
@@ -245,6 +278,10 @@ def main(argv=None) -> None:
     if "tokens_per_s" in host_mesh:
         host_mesh["over_one_device"] = host_mesh["tokens_per_s"] / base["tokens_per_s"]
         log(f"  {host_mesh['tokens_per_s']:.0f} tokens/s ({host_mesh['over_one_device']:.2f}x one device)")
+    log("weight matmuls of a decode step alone: batch 64 ...")
+    floor = bench_matmul_floor(mc)
+    floor["t1jax_fraction"] = base["tokens_per_s"] / floor["tokens_per_s"]
+    log(f"  {floor['tokens_per_s']:.0f} tokens/s")
     log("transformers generate: batch 64, 128 new tokens ...")
     peer = bench_transformers(mc, 64, 128)
     report = {
@@ -263,6 +300,7 @@ def main(argv=None) -> None:
         "oversampling": oversampling,
         "host_mesh": host_mesh,
         "recompute": recompute_rows,
+        "matmul_floor": floor,
         "transformers_generate": peer,
         "t1jax_over_recompute_at_64x128": base["over_recompute"],
     }
@@ -270,6 +308,7 @@ def main(argv=None) -> None:
         report["t1jax_over_transformers_at_64x128"] = base["tokens_per_s"] / peer["tokens_per_s"]
         if "tokens_per_s" in host_mesh:
             report["t1jax_host_mesh_over_transformers_at_64x128"] = host_mesh["tokens_per_s"] / peer["tokens_per_s"]
+        report["matmul_floor_over_transformers_at_64"] = floor["tokens_per_s"] / peer["tokens_per_s"]
     print(json.dumps(report, indent=2))
 
 
