@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from t1jax import config as config_lib
 from t1jax.data.synthesis import (
     draw_failed_count,
     extract_final_answer,
@@ -16,6 +17,7 @@ from t1jax.data.synthesis import (
 )
 from t1jax.data.tasks import TASKS, get_task
 from t1jax.errors import DataError
+from t1jax.train.sft import load_examples
 
 
 def test_extract_final_answer():
@@ -147,9 +149,6 @@ def test_synthesize_jsonl_strict_and_fatal_errors(tmp_path):
 
 
 def test_sft_config_sets_how_many_wrong_attempts_precede_the_right_one():
-    from t1jax import config as config_lib
-    from t1jax.train.sft import load_examples
-
     def failed_counts(**overrides):
         overrides = {"sft.task": "linear_equation", "sft.num_builtin_examples": 400, **overrides}
         train, validation, _ = load_examples(config_lib.load(None, overrides), seed=0)

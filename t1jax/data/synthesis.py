@@ -35,21 +35,21 @@ def extract_final_answer(text: str) -> str | None:
     return answer or None
 
 
-def draw_failed_count(rng: random.Random, max_failed: int, continue_prob: float = 0.5) -> int:
-    """How many wrong attempts precede the right one: each further failure with `continue_prob`,
-    capped at `max_failed` (so 0 failures has probability 1 - continue_prob)."""
+def draw_failed_count(rng: random.Random, max_failed: int, retry_prob: float = 0.5) -> int:
+    """How many wrong attempts precede the right one: each further failure with `retry_prob`,
+    capped at `max_failed` (so 0 failures has probability 1 - retry_prob)."""
     failed = 0
-    while failed < max_failed and rng.random() < continue_prob:
+    while failed < max_failed and rng.random() < retry_prob:
         failed += 1
     return failed
 
 
 def synthesize_trace(
-    task: Task, problem: dict, rng: random.Random, max_failed: int = 2, continue_prob: float = 0.5
+    task: Task, problem: dict, rng: random.Random, max_failed: int = 2, retry_prob: float = 0.5
 ) -> str:
     """A response for a built-in task: some plausible wrong attempts, each checked and rejected,
     then the right one, checked and accepted, then the final answer line."""
-    wrong = task.wrong_attempts(problem, rng, draw_failed_count(rng, max_failed, continue_prob))
+    wrong = task.wrong_attempts(problem, rng, draw_failed_count(rng, max_failed, retry_prob))
     lines = []
     for attempt in [*wrong, task.correct_attempt(problem)]:
         check, reason = task.check(problem, attempt)
@@ -59,7 +59,7 @@ def synthesize_trace(
 
 
 def sft_examples(
-    task: Task | str, split: str, n: int, seed: int, max_failed: int = 2, continue_prob: float = 0.5
+    task: Task | str, split: str, n: int, seed: int, max_failed: int = 2, retry_prob: float = 0.5
 ) -> list[dict]:
     """`n` SFT examples {"prompt", "response", "answer"} of a task's split, reproducible from `seed`."""
     task = get_task(task) if isinstance(task, str) else task
@@ -67,7 +67,7 @@ def sft_examples(
     return [
         {
             "prompt": task.prompt(problem),
-            "response": synthesize_trace(task, problem, rng, max_failed, continue_prob),
+            "response": synthesize_trace(task, problem, rng, max_failed, retry_prob),
             "answer": problem["answer"],
         }
         for problem in task.generate(split, n, seed)

@@ -43,7 +43,7 @@ def forced_check_accuracy(task: Task, examples: list[dict], tokenizer: Tokenizer
     position of `ids`. Checks whose result the tokenizer merges with the text around it cannot be
     scored on their own and are counted as `skipped`.
     """
-    counts = {"right_attempts": 0, "right_attempts_exact": 0, "wrong_attempts": 0, "wrong_attempts_exact": 0}
+    checks = {"right_attempt": [0, 0], "wrong_attempt": [0, 0]}  # kind -> [scored, exactly right]
     skipped = 0
     for example in examples:
         prompt = tokenizer.encode_prompt(example["prompt"])
@@ -57,16 +57,13 @@ def forced_check_accuracy(task: Task, examples: list[dict], tokenizer: Tokenizer
                 continue
             start = len(prompt) + len(before)  # position of the result's first token
             exact = all(predicted[start - 1 + i] == token for i, token in enumerate(through[len(before) :]))
-            kind = "right_attempts" if task.verify(example["problem"], attempt) else "wrong_attempts"
-            counts[kind] += 1
-            counts[kind + "_exact"] += exact
-    return {
-        "right_attempt_checks": counts["right_attempts"],
-        "right_attempt_accuracy": counts["right_attempts_exact"] / max(counts["right_attempts"], 1),
-        "wrong_attempt_checks": counts["wrong_attempts"],
-        "wrong_attempt_accuracy": counts["wrong_attempts_exact"] / max(counts["wrong_attempts"], 1),
-        "skipped_checks": skipped,
-    }
+            kind = "right_attempt" if task.verify(example["problem"], attempt) else "wrong_attempt"
+            checks[kind][0] += 1
+            checks[kind][1] += exact
+    summary = {}
+    for kind, (scored, right) in checks.items():
+        summary[f"{kind}_checks"], summary[f"{kind}_accuracy"] = scored, right / max(scored, 1)
+    return {**summary, "skipped_checks": skipped}
 
 
 def validation_traces(config, task: Task, num_traces: int) -> list[dict]:

@@ -38,7 +38,7 @@ def load_examples(config, seed: int) -> tuple[list[dict], list[dict], str]:
         train, validation = split_examples(data.records, s.eval_fraction, seed)
         return train, validation, data.summary()
     task = task_from_config(config, s.task)
-    density = dict(max_failed=s.max_failed, continue_prob=s.retry_prob)
+    density = dict(max_failed=s.max_failed, retry_prob=s.retry_prob)
     train = sft_examples(task, "train", s.num_builtin_examples, seed, **density)
     num_validation = max(1, round(s.num_builtin_examples * s.eval_fraction)) if s.eval_fraction else 0
     validation = sft_examples(task, "validation", num_validation, seed, **density) if num_validation else []
