@@ -183,6 +183,7 @@ def validate(config) -> None:
     _require(0 <= s.eval_fraction < 1, f"sft.eval_fraction must be in [0, 1), got {s.eval_fraction}")
     _require(s.max_failed >= 0, f"sft.max_failed must be >= 0, got {s.max_failed}")
     _require(0 <= s.retry_prob < 1, f"sft.retry_prob must be in [0, 1), got {s.retry_prob}")
+    _require(s.source in ("traces", "drills"), f"sft.source must be 'traces' or 'drills', got {s.source!r}")
     sp = config.sampling
     _require(sp.temperature >= 0, f"sampling.temperature must be >= 0 (0: greedy), got {sp.temperature}")
     _require(0 < sp.top_p <= 1, f"sampling.top_p must be in (0, 1], got {sp.top_p}")
@@ -241,6 +242,11 @@ def validate(config) -> None:
     for task in sorted({s.task, config.rl.task}):
         get_task(task, **parse_knobs(config.task_knobs))
     _require(config.demo.rl_checkpoints >= 1, f"demo.rl_checkpoints must be >= 1, got {config.demo.rl_checkpoints}")
+    _require(config.demo.drill_steps >= 0, f"demo.drill_steps must be >= 0, got {config.demo.drill_steps}")
+    _require(
+        config.demo.drill_learning_rate > 0,
+        f"demo.drill_learning_rate must be > 0, got {config.demo.drill_learning_rate}",
+    )
 
 
 def with_overrides(config, overrides: Mapping[str, object]):

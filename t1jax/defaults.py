@@ -70,8 +70,13 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Supervised fine-tuning.
     c.sft = s = ml_collections.ConfigDict()
-    s.data_path = ""  # JSONL of {prompt, response}; "" = synthesized traces of the built-in task
+    s.data_path = ""  # JSONL of {prompt, response}; "" = synthesized data of the built-in task
     s.task = "countdown"  # built-in task ("countdown", "graph_path", "linear_equation") when data_path is ""
+    # What the built-in task supplies: "traces" (trial-and-error chains of thought) or "drills"
+    # (the arithmetic of its checks alone, t1jax/data/drills.py: a stage before the traces; a
+    # fresh document for every row trained on, num_steps x batch_size of them).
+    s.source = "traces"
+    s.init_from = ""  # workdir of an earlier SFT run (e.g. on drills) whose weights and tokenizer start this one
     s.strict_data = False  # a bad JSONL line: False = skip, count and report it; True = stop
     s.prompt_field = "prompt"
     s.response_field = "response"
@@ -157,6 +162,10 @@ def base_config() -> ml_collections.ConfigDict:
     # The end-to-end demo (`t1jax demo`): SFT -> RL -> evaluation -> report in run.workdir.
     c.demo = dm = ml_collections.ConfigDict()
     dm.sft_dir = ""  # a finished SFT run to start RL from ("": train one in <workdir>/sft)
+    dm.drill_steps = 0  # SFT steps on check drills before SFT on traces (0: no drill stage)
+    # The drills' learning rate (optim.learning_rate is the traces'): arithmetic is learnt from
+    # scratch at a rate at which the traces that follow would overwrite it.
+    dm.drill_learning_rate = 3e-3
     dm.rl_checkpoints = 3  # evenly spaced RL checkpoints whose inference-scaling curves are drawn
 
     # Run bookkeeping.

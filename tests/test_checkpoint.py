@@ -7,11 +7,11 @@ from small_model import SMALL_MODEL, mesh_overrides
 
 from t1jax import config as config_lib
 from t1jax import parallel
-from t1jax.errors import CheckpointError
+from t1jax.errors import CheckpointError, ConfigError
 from t1jax.model import ModelConfig
 from t1jax.train import metrics as metrics_lib
 from t1jax.train import sft as sft_lib
-from t1jax.train.checkpoint import Checkpointer
+from t1jax.train.checkpoint import Checkpointer, restore_params
 from t1jax.train.optimizer import make_optimizer
 from t1jax.train.state import layout_from_config, make_layout
 
@@ -111,3 +111,33 @@ def test_resume_after_crash_gives_identical_state(tmp_path, tiny_config_path, mo
     losses_b = [r["loss"] for r in metrics_lib.read_metrics(str(tmp_path / "b" / "metrics.jsonl")) if "loss" in r]
     assert losses_b == losses_a  # steps 1-4 before the crash, 5-6 after it
     assert losses_a[-1] < losses_a[0]
+
+
+def test_sft_init_from_starts_from_the_earlier_runs_weights_and_tokenizer(tmp_path, tiny_config_path):
+    def config(workdir, **overrides):
+        return config_lib.load(tiny_config_path, {"run.workdir": str(workdir), "run.tensorboard": False, **overrides})
+
+    drills = sft_lib.run_sft(config(tmp_path / "drills", **{"sft.source": "drills"}))
+    assert "validation drills" in drills["data"] and drills["final_step"] == 6
+    layout = layout_from_config(config(tmp_path / "drills"), total_steps=6)
+    trained = restore_params(str(tmp_path / "drills"), layout.abstract_state(), "test")
+    fresh = layout.init(0).params
+    assert not np.allclose(trained["embed"], fresh["embed"], atol=1e-3)  # the drills moved the weights
+
+    # With a learning rate of 1e-9 one step changes nothing visible: what is saved is what was loaded.
+    follow = config(tmp_path / "traces", **{"sft.init_from": str(tmp_path / "drills"),
+                                            "sft.num_steps": 1, "optim.learning_rate": 1e-9})  # fmt: skip
+    summary = sft_lib.run_sft(follow)
+    assert summary["start_step"] == 0 and "validation traces" in summary["data"]
+    loaded = restore_params(str(tmp_path / "traces"), layout.abstract_state(), "test")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), loaded, trained)
+    tokenizer = (tmp_path / "traces" / "tokenizer.model").read_bytes()
+    assert tokenizer == (tmp_path / "drills" / "tokenizer.model").read_bytes()
+
+
+def test_init_from_a_directory_without_a_run_is_a_clear_error(tmp_path, tiny_config_path):
+    overrides = {"run.workdir": str(tmp_path / "a"), "sft.init_from": str(tmp_path / "nowhere")}
+    with pytest.raises(ConfigError, match="sft.init_from=.*nowhere holds no tokenizer.model"):
+        sft_lib.run_sft(config_lib.load(tiny_config_path, overrides))
+    with pytest.raises(CheckpointError, match="rl.init_from=.*nowhere: no checkpoint directory"):
+        restore_params(str(tmp_path / "nowhere"), {}, "rl.init_from")

@@ -65,6 +65,9 @@ def test_bad_overrides_name_the_key(override, expected):
         ({"sampling.stage_tokens": -4}, "sampling.stage_tokens must be >= 0"),
         ({"sft.retry_prob": 1.0}, "sft.retry_prob must be in [0, 1)"),
         ({"sft.max_failed": -1}, "sft.max_failed must be >= 0"),
+        ({"sft.source": "facts"}, "sft.source must be 'traces' or 'drills'"),
+        ({"demo.drill_steps": -1}, "demo.drill_steps must be >= 0"),
+        ({"demo.drill_learning_rate": 0.0}, "demo.drill_learning_rate must be > 0"),
         ({"task_knobs": "max_numbers"}, "task knobs must look like 'name=value"),
     ],
 )

@@ -38,9 +38,14 @@ def test_tiny_demo_writes_the_whole_report(tiny_demo):
     for name in ("report.md", "results.json", "scaling.png", "sft_loss.png", "rl_accuracy.png", "rl_length.png",
                  "samples_sft.jsonl", "samples_rl.jsonl"):  # fmt: skip
         assert (report / name).is_file(), name
-    assert list((report / "tensorboard" / "sft").rglob("events.out.tfevents.*"))
-    assert list((report / "tensorboard" / "rl").rglob("events.out.tfevents.*"))
+    for stage in ("drills", "sft", "rl"):
+        assert list((report / "tensorboard" / stage).rglob("events.out.tfevents.*")), stage
     results = json.loads((report / "results.json").read_text())
+    drills = results["drills"]  # demo.drill_steps = 3: SFT on check drills, then on traces from there
+    assert drills["final_step"] == 3 and "validation drills" in drills["data"]
+    assert [step for step, _ in drills["val_loss_curve"]] == [3]
+    assert (workdir / "sft" / "tokenizer.model").read_bytes() == (workdir / "drills" / "tokenizer.model").read_bytes()
+    assert "## Check drills" in (report / "report.md").read_text()
     for model in ("sft", "rl"):
         metrics = results["eval"][model]
         assert metrics["num_problems"] == 6 and metrics["num_samples"] == 2
@@ -67,7 +72,7 @@ def test_rerun_of_a_finished_demo_skips_every_stage(tiny_demo):
     before = json.loads((workdir / "report" / "results.json").read_text())
     again = _demo(workdir)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("done earlier") == 4
+    assert again.stderr.count("done earlier") == 5
     after = json.loads((workdir / "report" / "results.json").read_text())
     assert after["eval"] == before["eval"] and after["scaling"] == before["scaling"]
 
@@ -76,7 +81,7 @@ def test_demo_reuses_a_finished_sft_run(tiny_demo, tmp_path):
     workdir, _ = tiny_demo
     done = _demo(tmp_path / "second", f"--config.demo.sft_dir={workdir / 'sft'}", "--config.rl.num_steps=2")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert not (tmp_path / "second" / "sft").exists()
+    assert not (tmp_path / "second" / "sft").exists() and not (tmp_path / "second" / "drills").exists()
     results = json.loads((tmp_path / "second" / "report" / "results.json").read_text())
     assert results["sft"]["reused"] == str(workdir / "sft")
 

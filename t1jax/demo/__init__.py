@@ -1,12 +1,13 @@
 """`t1jax demo`: the whole T1 recipe on the built-in task, measured, in one resumable command.
 
-    tokenizer + synthesized trial-and-error traces -> SFT until the validation loss stops
-    improving -> T1 RL from that checkpoint -> pass@1 / maj@k / pass@k of SFT and RL on the
-    held-out test split -> inference-scaling curves of SFT and RL checkpoints -> report
+    [SFT on check drills (demo.drill_steps > 0)] -> tokenizer + synthesized trial-and-error
+    traces -> SFT until the validation loss stops improving -> T1 RL from that checkpoint ->
+    pass@1 / maj@k / pass@k of SFT and RL on the held-out test split -> inference-scaling curves
+    of SFT and RL checkpoints -> report
 
-Everything lands in run.workdir: sft/ and rl/ (checkpoints, metrics, TensorBoard), stages/
-(one JSON per finished stage, so an interrupted demo resumes where it stopped) and report/
-(report.md, results.json, PNGs, TensorBoard logs).
+Everything lands in run.workdir: drills/, sft/ and rl/ (checkpoints, metrics, TensorBoard),
+stages/ (one JSON per finished stage, so an interrupted demo resumes where it stopped) and
+report/ (report.md, results.json, PNGs, TensorBoard logs).
 """
 
 from __future__ import annotations
@@ -27,9 +28,23 @@ class Demo:
         self.config = config
         self.workdir = pathlib.Path(config.run.workdir)
         self.sft_dir = pathlib.Path(config.demo.sft_dir) if config.demo.sft_dir else self.workdir / "sft"
+        self.drill_dir = self.workdir / "drills"
         self.rl_dir = self.workdir / "rl"
         self.report_dir = self.workdir / "report"
         self.stages = StageLog(self.workdir / "stages")
+
+    def drills(self) -> dict:
+        from t1jax.train.sft import run_sft
+
+        overrides = {
+            "run.workdir": str(self.drill_dir),
+            "sft.source": "drills",
+            "sft.num_steps": self.config.demo.drill_steps,
+            "sft.eval_fraction": 0.01,  # of steps x batch documents: enough to track the loss
+            "optim.learning_rate": self.config.demo.drill_learning_rate,
+            "sft.patience": 0,  # a fixed budget: what matters is the arithmetic learnt, not the loss
+        }
+        return run_sft(with_overrides(self.config, overrides))
 
     def sft(self) -> dict:
         from t1jax.train.sft import run_sft
@@ -38,7 +53,10 @@ class Demo:
             if not (self.sft_dir / "checkpoints").is_dir():
                 raise ConfigError(f"demo.sft_dir={self.sft_dir} holds no SFT checkpoints")
             return {"reused": str(self.sft_dir)}
-        return run_sft(with_overrides(self.config, {"run.workdir": str(self.sft_dir)}))
+        overrides = {"run.workdir": str(self.sft_dir)}
+        if self.config.demo.drill_steps:
+            overrides["sft.init_from"] = str(self.drill_dir)
+        return run_sft(with_overrides(self.config, overrides))
 
     def rl(self) -> dict:
         from t1jax.train.rl import run_rl
@@ -77,13 +95,24 @@ class Demo:
     def run(self) -> dict:
         from t1jax.eval.runner import RunEvaluator
 
-        sft = self.stages.run("sft", self.sft, "1/5 SFT on synthesized trial-and-error traces")
-        rl = self.stages.run("rl", self.rl, "2/5 T1 RL from the SFT checkpoint")
+        with_drills = self.config.demo.drill_steps > 0 and not self.config.demo.sft_dir
+        titles = [
+            *(["SFT on check drills (the arithmetic of the checks)"] if with_drills else []),
+            "SFT on synthesized trial-and-error traces",
+            "T1 RL from the SFT checkpoint",
+            "evaluation of SFT and RL",
+            "inference-scaling curves",
+            "report",
+        ]
+        title = iter(f"{i}/{len(titles)} {t}" for i, t in enumerate(titles, 1))
+        drills = self.stages.run("drills", self.drills, next(title)) if with_drills else None
+        sft = self.stages.run("sft", self.sft, next(title))
+        rl = self.stages.run("rl", self.rl, next(title))
         evaluator = functools.cache(lambda: RunEvaluator(self.config, str(self.sft_dir)))  # only if a stage needs it
-        evals = self.stages.run("eval", lambda: self.evaluate(evaluator()), "3/5 evaluation of SFT and RL")
-        scaling = self.stages.run("scaling", lambda: self.scaling(evaluator()), "4/5 inference-scaling curves")
-        print("== 5/5 report", file=sys.stderr)
-        return write_report(self, sft, rl, evals, scaling)
+        evals = self.stages.run("eval", lambda: self.evaluate(evaluator()), next(title))
+        scaling = self.stages.run("scaling", lambda: self.scaling(evaluator()), next(title))
+        print(f"== {next(title)}", file=sys.stderr)
+        return write_report(self, sft, rl, evals, scaling, drills)
 
 
 def run_demo(config) -> dict:

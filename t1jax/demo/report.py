@@ -25,21 +25,27 @@ def _curve(records: list[dict], key: str) -> list[list[float]]:
     return [[step, points[step]] for step in sorted(points)]
 
 
-def build_results(demo, sft: dict, rl: dict, evals: dict, scaling: dict) -> dict:
+def _stage(summary: dict, records: list[dict]) -> dict:
+    """A training stage's summary without its timing, with its loss curves."""
+    return {
+        **{k: v for k, v in summary.items() if k != "seconds"},
+        "val_loss_curve": _curve(records, "val_loss"),
+        "train_loss_curve": _curve(records, "loss"),
+    }
+
+
+def build_results(demo, sft: dict, rl: dict, evals: dict, scaling: dict, drills: dict | None = None) -> dict:
     sft_records, rl_records = _metrics(demo.sft_dir), _metrics(demo.rl_dir)
     curves = {k: v for k, v in scaling.items() if k != "seconds"}
     lift = evals["rl"]["pass@1"] - evals["sft"]["pass@1"]
     gains = {"sft": curves["SFT"]["gain"], "rl": curves[list(curves)[-1]]["gain"]}
-    stage_seconds = {name: stage.get("seconds", 0.0) for name, stage in (("sft", sft), ("rl", rl))}
-    stage_seconds.update(eval=evals.get("seconds", 0.0), scaling=scaling.get("seconds", 0.0))
+    stages = (("drills", drills), ("sft", sft), ("rl", rl), ("eval", evals), ("scaling", scaling))
+    stage_seconds = {name: stage.get("seconds", 0.0) for name, stage in stages if stage is not None}
     return {
         "task": demo.config.rl.task,
         "config": demo.config.to_dict(),
-        "sft": {
-            **{k: v for k, v in sft.items() if k != "seconds"},
-            "val_loss_curve": _curve(sft_records, "val_loss"),
-            "train_loss_curve": _curve(sft_records, "loss"),
-        },
+        **({"drills": _stage(drills, _metrics(demo.drill_dir))} if drills is not None else {}),
+        "sft": _stage(sft, sft_records),
         "rl": {
             **{k: v for k, v in rl.items() if k != "seconds"},
             "curves": {k: _curve(rl_records, k) for k in ("accuracy", "reward", "response_length", "entropy")},
@@ -92,7 +98,7 @@ def _xy(points: list[list[float]]) -> tuple[list[float], list[float]]:
 
 
 def copy_tensorboard(demo, report_dir: pathlib.Path) -> None:
-    for name, run_dir in (("sft", demo.sft_dir), ("rl", demo.rl_dir)):
+    for name, run_dir in (("drills", demo.drill_dir), ("sft", demo.sft_dir), ("rl", demo.rl_dir)):
         if (run_dir / "tensorboard").is_dir():
             shutil.copytree(run_dir / "tensorboard", report_dir / "tensorboard" / name, dirs_exist_ok=True)
 
@@ -126,6 +132,7 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
         "",
         f"![inference scaling]({plots['scaling']})",
         "",
+        *_drill_lines(results.get("drills")),
         "## SFT",
         "",
         ("Stopped early, when the validation loss stopped improving," if s.get("stopped_early") else "Ran all steps,")
@@ -149,6 +156,19 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _drill_lines(drills: dict | None) -> list[str]:
+    if drills is None:
+        return []
+    val = drills["val_loss_curve"]
+    return [
+        "## Check drills",
+        "",
+        f"SFT on the checks' arithmetic alone for {drills.get('final_step', '—')} steps before the traces; "
+        "validation loss by step: " + ", ".join(f"{int(step)}: {loss:.3f}" for step, loss in val),
+        "",
+    ]
+
+
 def summary_lines(results: dict, report_dir: pathlib.Path) -> list[str]:
     e, g = results["eval"], results["goals"]
     gains = results["scaling"]["gain"]
@@ -165,10 +185,10 @@ def summary_lines(results: dict, report_dir: pathlib.Path) -> list[str]:
     ]
 
 
-def write_report(demo, sft: dict, rl: dict, evals: dict, scaling: dict) -> dict:
+def write_report(demo, sft: dict, rl: dict, evals: dict, scaling: dict, drills: dict | None = None) -> dict:
     report_dir = demo.report_dir
     report_dir.mkdir(parents=True, exist_ok=True)
-    results = build_results(demo, sft, rl, evals, scaling)
+    results = build_results(demo, sft, rl, evals, scaling, drills)
     plots = write_plots(report_dir, results)
     copy_tensorboard(demo, report_dir)
     (report_dir / "report.md").write_text(markdown(results, plots) + "\n")

@@ -77,6 +77,20 @@ class Checkpointer:
         self.close()
 
 
+def restore_params(run_dir: str, abstract_state, key: str):
+    """The parameters of the latest checkpoint in `run_dir`, another run's workdir, placed with the
+    shardings of `abstract_state`; that run's optimizer state is dropped. Errors name the config
+    key `key` (e.g. "rl.init_from") that pointed there."""
+    source = pathlib.Path(run_dir) / "checkpoints"
+    if not source.is_dir():
+        raise CheckpointError(f"{key}={run_dir}: no checkpoint directory {source}")
+    with Checkpointer(str(source), create=False) as checkpoint:
+        restored = checkpoint.restore(abstract_state)
+    if restored is None:
+        raise CheckpointError(f"{key}: no checkpoint in {source}")
+    return restored[0].params
+
+
 def _has_foreign_entries(directory: pathlib.Path) -> bool:
     if not directory.is_dir():
         return False

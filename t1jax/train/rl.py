@@ -21,10 +21,10 @@ from t1jax.data.rl_prompts import prompt_stream
 from t1jax.data.synthesis import extract_final_answer
 from t1jax.data.tasks import task_from_config
 from t1jax.data.tokenizer import Tokenizer
-from t1jax.errors import CheckpointError, ConfigError, TrainingError
+from t1jax.errors import ConfigError, TrainingError
 from t1jax.rewards.penalties import PenaltyConfig, apply_penalties
 from t1jax.sampling import Sample, Sampler
-from t1jax.train.checkpoint import Checkpointer
+from t1jax.train.checkpoint import Checkpointer, restore_params
 from t1jax.train.metrics import MetricsWriter
 from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages, sequence_kl
 from t1jax.train.progress import Progress
@@ -101,13 +101,8 @@ class RLRun:
             return saved["policy"], saved["anchor"], data_state
         state = self.layout.init(self.config.run.seed)
         if self.config.rl.init_from:
-            source = pathlib.Path(self.config.rl.init_from) / "checkpoints"
-            sft_layout = layout_from_config(self.config, self.config.sft.num_steps)
-            with Checkpointer(str(source), create=False) as sft_checkpoint:
-                sft = sft_checkpoint.restore(sft_layout.abstract_state())
-            if sft is None:
-                raise CheckpointError(f"rl.init_from: no checkpoint in {source}")
-            state = state.replace(params=jax.device_put(sft[0].params, self.layout.shardings.params))
+            params = restore_params(self.config.rl.init_from, self.layout.abstract_state(), "rl.init_from")
+            state = state.replace(params=params)
         anchor = jax.tree.map(lambda x: x.copy(), state.params)
         return state, anchor, None
 

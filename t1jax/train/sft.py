@@ -6,6 +6,7 @@ order, so a killed run loses at most the steps since its last save.
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import random
 import sys
@@ -15,13 +16,15 @@ import jax
 import numpy as np
 
 from t1jax import parallel
+from t1jax.config import with_overrides
+from t1jax.data.drills import check_drills
 from t1jax.data.jsonl import read_jsonl
 from t1jax.data.sft_batches import batch_stream, encode_examples, fixed_batches
 from t1jax.data.synthesis import sft_examples
 from t1jax.data.tasks import task_from_config
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import ConfigError
-from t1jax.train.checkpoint import Checkpointer
+from t1jax.train.checkpoint import Checkpointer, restore_params
 from t1jax.train.metrics import MetricsWriter, read_metrics
 from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.progress import Progress
@@ -30,33 +33,51 @@ from t1jax.train.state import layout_from_config
 
 
 def load_examples(config, seed: int) -> tuple[list[dict], list[dict], str]:
-    """(train, validation, summary): the JSONL file split by eval_fraction, or synthesized
-    trial-and-error traces of the built-in task's train and validation splits."""
+    """(train, validation, summary): the JSONL file split by eval_fraction, or the built-in task's
+    synthesized trial-and-error traces (or check drills) of its train and validation splits."""
     s = config.sft
     if s.data_path:
         data = read_jsonl(s.data_path, (s.prompt_field, s.response_field), strict=s.strict_data)
         train, validation = split_examples(data.records, s.eval_fraction, seed)
         return train, validation, data.summary()
     task = task_from_config(config, s.task)
-    density = dict(max_failed=s.max_failed, retry_prob=s.retry_prob)
-    train = sft_examples(task, "train", s.num_builtin_examples, seed, **density)
-    num_validation = max(1, round(s.num_builtin_examples * s.eval_fraction)) if s.eval_fraction else 0
-    validation = sft_examples(task, "validation", num_validation, seed, **density) if num_validation else []
-    return train, validation, f"built-in task {s.task}: {len(train)} train, {len(validation)} validation traces"
+    if s.source == "drills":
+        # A fresh document for every row trained on: drills cost nothing to make, and a document
+        # seen again can be recalled whole instead of computed.
+        make, num_train = check_drills, s.num_steps * s.batch_size
+    else:
+        make = functools.partial(sft_examples, max_failed=s.max_failed, retry_prob=s.retry_prob)
+        num_train = s.num_builtin_examples
+    train = make(task, "train", num_train, seed)
+    num_validation = max(1, round(num_train * s.eval_fraction)) if s.eval_fraction else 0
+    validation = make(task, "validation", num_validation, seed) if num_validation else []
+    return train, validation, f"built-in task {s.task}: {len(train)} train, {len(validation)} validation {s.source}"
 
 
 def load_tokenizer(config, examples: list[dict], workdir: pathlib.Path) -> Tokenizer:
-    """The configured tokenizer file, the one saved in the workdir, or a new one trained on the data."""
+    """The configured tokenizer file, the one saved in the workdir, that of sft.init_from, or a new
+    one trained on the data; a copy stays in the workdir, so the run directory is self-contained."""
     s, saved = config.sft, workdir / "tokenizer.model"
+    inherited = pathlib.Path(s.init_from) / "tokenizer.model" if s.init_from else None
     if s.tokenizer_path:
         tokenizer = Tokenizer.load(s.tokenizer_path)
     elif saved.is_file():
         tokenizer = Tokenizer.load(str(saved))
+    elif inherited is not None:
+        if not inherited.is_file():
+            raise ConfigError(f"sft.init_from={s.init_from} holds no tokenizer.model")
+        tokenizer = Tokenizer.load(str(inherited))
     else:
+        if s.source == "drills" and not s.data_path:
+            # The SFT on traces that follows the drills keeps this tokenizer, so it is trained on
+            # those traces (drills are made of pieces of their check lines): the same tokenizer a
+            # run on traces alone would train.
+            train, validation, _ = load_examples(with_overrides(config, {"sft.source": "traces"}), config.run.seed)
+            examples = train + validation
         texts = (e[field] for e in examples for field in (s.prompt_field, s.response_field))
         tokenizer = Tokenizer.train(texts, config.model.vocab_size)
-        if jax.process_index() == 0:
-            tokenizer.save(str(saved))
+    if jax.process_index() == 0 and not saved.is_file():
+        tokenizer.save(str(saved))
     if tokenizer.vocab_size > config.model.vocab_size:
         raise ConfigError(
             f"the tokenizer has {tokenizer.vocab_size} pieces but model.vocab_size is "
@@ -104,6 +125,8 @@ def run_sft(config) -> dict:
     restored = checkpointer.restore(layout.abstract_state())
     if restored is None:
         state = layout.init(run.seed)
+        if s.init_from:
+            state = state.replace(params=restore_params(s.init_from, layout.abstract_state(), "sft.init_from"))
     else:
         state, data_state = restored
         batches.set_state(data_state)

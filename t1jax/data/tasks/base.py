@@ -93,6 +93,12 @@ class Task(abc.ABC):
     def check(self, problem: dict, attempt: str) -> tuple[str, str | None]:
         """(the check written out, e.g. "3+5=8, 8*2=16, target 18", the reason it is wrong or None)."""
 
+    def drill(self, problem: dict, attempt: str) -> str | None:
+        """The computation inside `attempt`'s check as a line that needs no context, e.g. "2*5+3 = 13"
+        (see t1jax/data/drills.py); None when there is none (the default: a check that reads the
+        problem, like following edges of a graph, has nothing to drill)."""
+        return None
+
     # --- shared machinery ----------------------------------------------------------------
 
     def split_of(self, problem: dict) -> str:

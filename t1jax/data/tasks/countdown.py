@@ -220,6 +220,14 @@ class Countdown(Task):
             reasons = [f"{value} is too {'small' if value < target else 'large'}"]
         return f"{written}, target {target}", " and ".join(reasons) or None
 
+    def drill(self, problem: dict, attempt: str) -> str | None:
+        """ "(3+5)*2 = 16": the expression a check evaluates, without the target."""
+        try:
+            tree = parse(attempt)
+            return f"{render(tree)} = {evaluate(tree)}"
+        except ExpressionError:
+            return None
+
     def wrong_attempts(self, problem: dict, rng: random.Random, n: int) -> list[str]:
         """Mistakes a solver plausibly makes: a wrong operator, swapped operands of - or /, a number
         reused or misread, or a different expression that lands near the target."""

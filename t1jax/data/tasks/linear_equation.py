@@ -96,10 +96,21 @@ class LinearEquation(Task):
         x = parse_number(attempt)
         if x is None:
             return f"{attempt} is not a number", "it is not a value for x"
-        left, lv = _substituted(problem["a"], problem["b"], x)
-        right, rv = _substituted(problem["d"], problem["e"], x)
-        written = f"{left} = {lv}, right side {rv}" if problem["d"] == 0 else f"{left} = {lv}, {right} = {rv}"
+        lv = problem["a"] * x + problem["b"]
+        rv = problem["d"] * x + problem["e"]
+        written = self.drill(problem, attempt) + (f", right side {rv}" if problem["d"] == 0 else "")
         return written, None if lv == rv else f"{lv} is {'more' if lv > rv else 'less'} than {rv}"
+
+    def drill(self, problem: dict, attempt: str) -> str | None:
+        """ "3*6+7 = 25" (and the right side, when x is on both): the substitution a check computes."""
+        x = parse_number(attempt)
+        if x is None:
+            return None
+        left, lv = _substituted(problem["a"], problem["b"], x)
+        if problem["d"] == 0:
+            return f"{left} = {lv}"
+        right, rv = _substituted(problem["d"], problem["e"], x)
+        return f"{left} = {lv}, {right} = {rv}"
 
     def wrong_attempts(self, problem: dict, rng: random.Random, n: int) -> list[str]:
         """Values a solver plausibly reaches: off by one, the sign of x flipped, b moved across without
