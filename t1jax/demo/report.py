@@ -106,7 +106,6 @@ def copy_tensorboard(demo, report_dir: pathlib.Path) -> None:
 def markdown(results: dict, plots: dict[str, str]) -> str:
     e, g, s, t = results["eval"], results["goals"], results["sft"], results["timing"]
     n = e["sft"]["num_samples"]
-    val = s["val_loss_curve"]
     lines = [
         f"# T1 demo on `{results['task']}`",
         "",
@@ -136,8 +135,7 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
         "## SFT",
         "",
         ("Stopped early, when the validation loss stopped improving," if s.get("stopped_early") else "Ran all steps,")
-        + f" at step {s.get('final_step', '—')}; validation loss by step: "
-        + ", ".join(f"{int(step)}: {loss:.3f}" for step, loss in val),
+        + f" at step {s.get('final_step', '—')}; validation loss by step: {_by_step(s['val_loss_curve'])}",
         "",
         f"![SFT loss]({plots['sft_loss']})",
         "",
@@ -159,14 +157,17 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
 def _drill_lines(drills: dict | None) -> list[str]:
     if drills is None:
         return []
-    val = drills["val_loss_curve"]
     return [
         "## Check drills",
         "",
         f"SFT on the checks' arithmetic alone for {drills.get('final_step', '—')} steps before the traces; "
-        "validation loss by step: " + ", ".join(f"{int(step)}: {loss:.3f}" for step, loss in val),
+        f"validation loss by step: {_by_step(drills['val_loss_curve'])}",
         "",
     ]
+
+
+def _by_step(curve: list[list[float]]) -> str:
+    return ", ".join(f"{int(step)}: {value:.3f}" for step, value in curve)
 
 
 def summary_lines(results: dict, report_dir: pathlib.Path) -> list[str]:

@@ -87,7 +87,7 @@ def restore_params(run_dir: str, abstract_state, key: str):
     with Checkpointer(str(source), create=False) as checkpoint:
         restored = checkpoint.restore(abstract_state)
     if restored is None:
-        raise CheckpointError(f"{key}: no checkpoint in {source}")
+        raise CheckpointError(f"{key}={run_dir}: no checkpoint in {source}")
     return restored[0].params
 
 
