@@ -78,9 +78,11 @@ class _Crash(Exception):
     pass
 
 
-def test_resume_after_crash_gives_identical_state(tmp_path, tiny_config_path, monkeypatch):
+@pytest.mark.parametrize("pack", [False, True])
+def test_resume_after_crash_gives_identical_state(tmp_path, tiny_config_path, monkeypatch, pack):
     def config(workdir):
-        return config_lib.load(tiny_config_path, {"run.workdir": str(workdir), "run.tensorboard": False})
+        overrides = {"run.workdir": str(workdir), "run.tensorboard": False, "sft.pack": pack}
+        return config_lib.load(tiny_config_path, overrides)
 
     uninterrupted = sft_lib.run_sft(config(tmp_path / "a"))
     assert uninterrupted["final_step"] == 6

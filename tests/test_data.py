@@ -52,7 +52,7 @@ def test_loss_mask_covers_exactly_the_response(tokenizer):
 
 def _data(n):
     tokens = np.arange(n, dtype=np.int32)[:, None] * np.ones((1, 3), np.int32)
-    return EncodedExamples(tokens, np.ones_like(tokens), 0)
+    return EncodedExamples(tokens, np.ones_like(tokens), 0, np.full(n, 3, np.int32))
 
 
 def _first_column(batch):

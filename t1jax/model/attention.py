@@ -41,13 +41,15 @@ class Attention(nnx.Module):
             out = out + getattr(self, name + "_bias")[...].astype(out.dtype)
         return out
 
-    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None):
+    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None, segment_ids_BT=None):
         """Attends from the T new tokens to the keys in `kv` (after writing the new keys at
         slot `index`) or, without a cache, to the new tokens themselves; and, with a `prefix`
         (keys [P, KV, H, S'], values [P, KV, S', H], their positions [P, S']), also to keys
         that every B // P consecutive rows share: the prompt of K samples, stored once.
 
         key_pos_BS: position of every key slot (-1 = masked); returns (out_BTD, (k, v)).
+        segment_ids_BT: (no cache) the sequence each token belongs to in a row that packs several;
+            a token attends only to its own sequence.
         """
         cfg = self.config
         q, k, v = (self._project(x_BTD, name) for name in ("q", "k", "v"))
@@ -74,7 +76,10 @@ class Attention(nnx.Module):
         q_BKQH = (q * H**-0.5).reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
         scores = jnp.einsum(f"bkqh,{key_spec}->bkqs", q_BKQH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         scores = scores.reshape(B, K, G, T, S)
-        scores = jnp.where(self._mask(positions_BT, key_pos_BS)[:, None, None], scores, _MASKED)
+        allowed = self._mask(positions_BT, key_pos_BS)
+        if segment_ids_BT is not None:
+            allowed &= segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
+        scores = jnp.where(allowed[:, None, None], scores, _MASKED)
         if prefix is None:
             probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype).reshape(B, K, G * T, S)
             out = jnp.einsum("bkqs,bksh->bkqh", probs, values.astype(q.dtype))

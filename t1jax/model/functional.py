@@ -45,9 +45,18 @@ def logical_axes(config: ModelConfig) -> dict:
     return nnx.to_pure_dict(axes)
 
 
-def forward(config: ModelConfig, params: dict, tokens_BT, positions_BT=None, mask_BT=None, cache=None, prefix=None):
+def forward(
+    config: ModelConfig,
+    params: dict,
+    tokens_BT,
+    positions_BT=None,
+    mask_BT=None,
+    cache=None,
+    prefix=None,
+    segment_ids_BT=None,
+):
     """Runs the model with `params`; returns (logits_BTV float32, updated cache or None).
     See Transformer.__call__ for the arguments."""
     graphdef, _ = _graph_and_abstract_state(config)
     model = nnx.merge(graphdef, params)
-    return model(tokens_BT, positions_BT, mask_BT, cache, prefix)
+    return model(tokens_BT, positions_BT, mask_BT, cache, prefix, segment_ids_BT)

@@ -42,8 +42,10 @@ class Block(nnx.Module):
             self.post_attention_norm = RMSNorm(d, eps, dt, rngs)
             self.post_mlp_norm = RMSNorm(d, eps, dt, rngs)
 
-    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None):
-        attended, kv = self.attention(self.attention_norm(x_BTD), positions_BT, key_pos_BS, kv, index, prefix)
+    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None, segment_ids_BT=None):
+        attended, kv = self.attention(
+            self.attention_norm(x_BTD), positions_BT, key_pos_BS, kv, index, prefix, segment_ids_BT
+        )
         if self.post_norms:
             attended = self.post_attention_norm(attended)
         x_BTD = x_BTD + attended
@@ -64,7 +66,13 @@ class Transformer(nnx.Module):
             self.unembed = param(rngs, (d, v), ("embed", "vocab"), dt)
 
     def __call__(
-        self, tokens_BT, positions_BT=None, mask_BT=None, cache: KVCache | None = None, prefix: KVCache | None = None
+        self,
+        tokens_BT,
+        positions_BT=None,
+        mask_BT=None,
+        cache: KVCache | None = None,
+        prefix: KVCache | None = None,
+        segment_ids_BT=None,
     ):
         """Returns float32 logits [B, T, vocab] and the updated cache (None without one).
 
@@ -72,8 +80,12 @@ class Transformer(nnx.Module):
         mask_BT: False for padding tokens, which then serve as keys to no one.
         prefix: a read-only cache of P rows whose keys each B // P consecutive rows also attend
             to (a prompt's cache shared by its samples); pass explicit positions with it.
+        segment_ids_BT: for rows that pack several sequences (training, no cache): tokens attend
+            only within their own segment; pass each sequence's own positions (from 0) with it.
         """
         cfg = self.config
+        if segment_ids_BT is not None and (cache is not None or prefix is not None):
+            raise ValueError("segment_ids_BT (packed rows) is for a forward pass without a cache or prefix")
         B, T = tokens_BT.shape
         if positions_BT is None:
             start = 0 if cache is None else cache.index
@@ -91,7 +103,8 @@ class Transformer(nnx.Module):
         for i, block in enumerate(self.blocks):
             kv = None if cache is None else (cache.k[i], cache.v[i])
             shared = None if prefix is None else (prefix.k[i], prefix.v[i], prefix.key_pos_BS)
-            x, (k, v) = block(x, positions_BT, key_pos_BS, kv, None if cache is None else cache.index, shared)
+            index = None if cache is None else cache.index
+            x, (k, v) = block(x, positions_BT, key_pos_BS, kv, index, shared, segment_ids_BT)
             new_k.append(k)
             new_v.append(v)
         x = self.final_norm(x)

@@ -118,7 +118,9 @@ def run_sft(config) -> dict:
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
     _check_batch_divides(s, layout.mesh, layout.rules)
 
-    batches = iter(batch_stream(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count()))
+    batches = iter(
+        batch_stream(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count(), pack=s.pack)
+    )
     checkpointer = Checkpointer(
         str(workdir / "checkpoints"), config.checkpoint.max_to_keep, config.checkpoint.async_save
     )

@@ -19,16 +19,31 @@ def masked_token_nll(logits_BTV, targets_BT, mask_BT):
     return jnp.sum((log_norm - target_logit) * mask), jnp.sum(mask)
 
 
-def sequence_loss(model_config, params, tokens_BT, loss_mask_BT):
-    """Predicts tokens[:, 1:] from tokens[:, :-1]; loss_mask marks the tokens to predict."""
-    logits, _ = model_lib.forward(model_config, params, tokens_BT[:, :-1])
-    return masked_token_nll(logits, tokens_BT[:, 1:], loss_mask_BT[:, 1:])
+def sequence_loss(model_config, params, batch):
+    """Predicts tokens[:, 1:] from tokens[:, :-1]; loss_mask marks the tokens to predict.
+
+    A packed batch (sft_batches.batch_stream(pack=True)) also has segment_ids and positions:
+    each example then attends to itself only, and no token is predicted across a boundary.
+    """
+    tokens, mask = batch["tokens"], batch["loss_mask"][:, 1:]
+    if "segment_ids" not in batch:
+        logits, _ = model_lib.forward(model_config, params, tokens[:, :-1])
+        return masked_token_nll(logits, tokens[:, 1:], mask)
+    segments, positions = batch["segment_ids"], batch["positions"]
+    inputs = segments[:, :-1]
+    logits, _ = model_lib.forward(
+        model_config, params, tokens[:, :-1], positions[:, :-1], inputs > 0, segment_ids_BT=inputs
+    )
+    # An example's first token (bos) is never in the loss mask; this keeps it so for any data.
+    mask = mask * (segments[:, 1:] == inputs)
+    return masked_token_nll(logits, tokens[:, 1:], mask)
 
 
 def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_steps: int):
     """Returns step(state, batch) -> (state, metrics), jitted with explicit shardings.
 
-    batch = {"tokens": int32 [B, T+1], "loss_mask": [B, T+1]}. The batch is split into
+    batch = {"tokens": int32 [B, T+1], "loss_mask": [B, T+1]}, and "segment_ids" and "positions"
+    when rows are packed (then every array has the same [B, T+1] shape). The batch is split into
     `grad_accum_steps` micro-batches whose gradients are summed; the loss is normalised by the
     response-token count of the whole batch, so accumulation gives exactly the full-batch
     gradient. The incoming state's buffers are donated.
@@ -37,19 +52,18 @@ def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_step
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
 
     def step(state: TrainState, batch):
-        tokens, mask = batch["tokens"], batch["loss_mask"]
-        B = tokens.shape[0]
-        total_tokens = jnp.maximum(jnp.sum(mask[:, 1:].astype(jnp.float32)), 1.0)
+        B = batch["tokens"].shape[0]
+        total_tokens = jnp.maximum(jnp.sum(batch["loss_mask"][:, 1:].astype(jnp.float32)), 1.0)
         # Micro-batch i takes rows i, i+A, i+2A, ...: each keeps an even share of every shard.
-        micro = jax.tree.map(lambda x: x.reshape(B // A, A, -1).swapaxes(0, 1), (tokens, mask))
+        micro = jax.tree.map(lambda x: x.reshape(B // A, A, -1).swapaxes(0, 1), batch)
 
-        def loss_fn(params, micro_tokens, micro_mask):
-            nll_sum, _ = sequence_loss(cfg, params, micro_tokens, micro_mask)
+        def loss_fn(params, micro_batch):
+            nll_sum, _ = sequence_loss(cfg, params, micro_batch)
             return nll_sum / total_tokens
 
-        def accumulate(grad_sum, xs):
-            micro_tokens, micro_mask = (jax.lax.with_sharding_constraint(x, batch_sh) for x in xs)
-            loss, grads = jax.value_and_grad(loss_fn)(state.params, micro_tokens, micro_mask)
+        def accumulate(grad_sum, micro_batch):
+            micro_batch = jax.lax.with_sharding_constraint(micro_batch, batch_sh)
+            loss, grads = jax.value_and_grad(loss_fn)(state.params, micro_batch)
             return jax.tree.map(jnp.add, grad_sum, grads), loss
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
@@ -61,15 +75,23 @@ def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_step
             "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state.step),
             "response_tokens": total_tokens,
+            "examples": _count_examples(batch),
         }
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     return jax.jit(
         step,
-        in_shardings=(layout.shardings, {"tokens": batch_sh, "loss_mask": batch_sh}),
+        in_shardings=(layout.shardings, batch_sh),  # one sharding for every array of the batch
         out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
         donate_argnums=0,
     )
+
+
+def _count_examples(batch):
+    """Examples in a batch: its rows, or (packed) the segments of its rows, numbered 1, 2, ..."""
+    if "segment_ids" not in batch:
+        return jnp.asarray(batch["tokens"].shape[0], jnp.float32)
+    return jnp.sum(jnp.max(batch["segment_ids"], axis=1).astype(jnp.float32))
 
 
 def make_eval_loss(layout: StateLayout):
@@ -77,10 +99,10 @@ def make_eval_loss(layout: StateLayout):
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
 
     def loss(params, batch):
-        return sequence_loss(layout.model_config, params, batch["tokens"], batch["loss_mask"])
+        return sequence_loss(layout.model_config, params, batch)
 
     return jax.jit(
         loss,
-        in_shardings=(layout.shardings.params, {"tokens": batch_sh, "loss_mask": batch_sh}),
+        in_shardings=(layout.shardings.params, batch_sh),
         out_shardings=parallel.replicated(layout.mesh),
     )
