@@ -19,7 +19,7 @@ def get_config():
     r.num_steps, r.prompts_per_step, r.samples_per_prompt, r.max_new_tokens, r.num_prompts = 4, 2, 4, 24, 40
     r.anchor_every, r.warmup_steps, r.max_refill_rounds = 2, 1, 0
     c.demo.rl_checkpoints = 2
-    c.demo.drill_steps = 3
+    c.demo.drill_steps, c.demo.drill_batch_size = 3, 8
     ev = c.eval
     ev.num_problems, ev.num_samples, ev.max_new_tokens, ev.budgets, ev.answer_tokens = 6, 2, 16, "4,16", 8
     return c

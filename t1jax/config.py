@@ -247,6 +247,9 @@ def validate(config) -> None:
         config.demo.drill_learning_rate > 0,
         f"demo.drill_learning_rate must be > 0, got {config.demo.drill_learning_rate}",
     )
+    _require(
+        config.demo.drill_batch_size >= 1, f"demo.drill_batch_size must be >= 1, got {config.demo.drill_batch_size}"
+    )
 
 
 def with_overrides(config, overrides: Mapping[str, object]):

@@ -169,6 +169,7 @@ def base_config() -> ml_collections.ConfigDict:
     # The drills' learning rate (optim.learning_rate is the traces'): arithmetic is learnt from
     # scratch at a rate at which the traces that follow would overwrite it.
     dm.drill_learning_rate = 3e-3
+    dm.drill_batch_size = 32  # drills per step (sft.batch_size is the traces': rows, maybe packed)
     dm.rl_checkpoints = 3  # evenly spaced RL checkpoints whose inference-scaling curves are drawn
 
     # Run bookkeeping.

@@ -32,6 +32,11 @@ def tiny_demo(tmp_path_factory):
     return workdir, done
 
 
+def _logged(run_dir, key):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [record[key] for record in map(json.loads, lines) if key in record]
+
+
 def test_tiny_demo_writes_the_whole_report(tiny_demo):
     workdir, done = tiny_demo
     report = workdir / "report"
@@ -46,6 +51,10 @@ def test_tiny_demo_writes_the_whole_report(tiny_demo):
     assert [step for step, _ in drills["val_loss_curve"]] == [3]
     assert (workdir / "sft" / "tokenizer.model").read_bytes() == (workdir / "drills" / "tokenizer.model").read_bytes()
     assert "## Check drills" in (report / "report.md").read_text()
+    # Drills run one document per row (demo.drill_batch_size 8); the traces are packed (sft.pack):
+    # their 8 rows hold more examples than that.
+    examples = {stage: _logged(workdir / stage, "examples") for stage in ("drills", "sft")}
+    assert set(examples["drills"]) == {8.0} and min(examples["sft"]) > 8
     for model in ("sft", "rl"):
         metrics = results["eval"][model]
         assert metrics["num_problems"] == 6 and metrics["num_samples"] == 2

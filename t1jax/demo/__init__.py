@@ -42,6 +42,8 @@ class Demo:
             "sft.num_steps": self.config.demo.drill_steps,
             "sft.eval_fraction": 0.01,  # of steps x batch documents: enough to track the loss
             "optim.learning_rate": self.config.demo.drill_learning_rate,
+            "sft.batch_size": self.config.demo.drill_batch_size,
+            "sft.pack": False,  # a drill document nearly fills its row: no two fit in one
             "sft.patience": 0,  # a fixed budget: what matters is the arithmetic learnt, not the loss
         }
         return run_sft(with_overrides(self.config, overrides))
