@@ -27,7 +27,7 @@ def demo_config():
     s.num_builtin_examples = 2000
     s.seq_len = 144  # covers 99.9% of the traces
     # Packed rows of ~1.5 traces each: 650 steps of 24 rows see ~24,000 traces in the time 32
-    # unpacked rows see ~14,000 (benchmarks/sft_packing.py).
+    # unpacked rows see ~15,000 (benchmarks/sft_packing.py).
     s.pack, s.batch_size = True, 24
     s.num_steps = 650  # an upper bound (it sets the cosine schedule): SFT stops when validation loss flattens
     s.eval_every = 50
