@@ -35,11 +35,16 @@ def _run(mesh_shape, num_devices, grad_accum=2, steps=3):
     )
     step = make_sft_step(layout, learning_rate_schedule(config.optim, 10), grad_accum)
     losses = []
-    for _ in range(steps):
+    for i in range(steps):
         batch = {
             "tokens": rng.integers(0, 64, (8, 17)).astype(np.int32),
             "loss_mask": rng.integers(0, 2, (8, 17)).astype(np.int32),
         }
+        if i == steps - 1:  # the last step packs two examples into each row (sft.pack)
+            split = rng.integers(3, 15, (8, 1))
+            column = np.arange(17)[None, :]
+            batch["segment_ids"] = np.where(column < split, 1, 2).astype(np.int32)
+            batch["positions"] = np.where(column < split, column, column - split).astype(np.int32)
         state, metrics = step(state, parallel.to_global(batch, batch_sh))
         losses.append(float(metrics["loss"]))
     return np.asarray(logits), losses, jax.tree.map(np.asarray, state.params), state
