@@ -5,7 +5,7 @@ Grain batch stream and the jitted step, as `t1jax sft` runs them) with one examp
 with examples packed into rows, plus how full the rows are. The ratio is what packing saves;
 the step count to reach a validation loss is measured by the demo itself (README.md).
 
-Run:  python benchmarks/sft_packing.py [--steps 30 --warmup 3 --rows 32,24]
+Run:  python benchmarks/sft_packing.py [--steps 30 --warmup 3 --rows 32,24 --unpacked-rows 32]
 Prints one JSON object on stdout.
 """
 
@@ -31,7 +31,7 @@ from t1jax.train.sft_step import make_sft_step
 from t1jax.train.state import layout_from_config
 
 
-def measure(config, data, rows: int, pack: bool, steps: int, warmup: int) -> dict:
+def measure(config, data, pad_id: int, rows: int, pack: bool, steps: int, warmup: int) -> dict:
     layout = layout_from_config(config, steps + warmup)
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
     step = make_sft_step(layout, learning_rate_schedule(config.optim, steps + warmup), 1)
@@ -47,7 +47,7 @@ def measure(config, data, rows: int, pack: bool, steps: int, warmup: int) -> dic
         if i >= warmup:
             examples += float(metrics["examples"])
             response_tokens += float(metrics["response_tokens"])
-            used += float(np.mean(batch["segment_ids"] > 0) if pack else np.mean(batch["tokens"] != 0))
+            used += float(np.mean(batch["segment_ids"] > 0) if pack else np.mean(batch["tokens"] != pad_id))
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
     return {
@@ -66,6 +66,7 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rows", default="32,24", help="rows per packed batch to measure")
+    parser.add_argument("--unpacked-rows", type=int, default=32, help="rows of the one-example-per-row baseline")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -73,9 +74,9 @@ def main():
         train, validation, _ = load_examples(config, config.run.seed)
         tokenizer = load_tokenizer(config, train + validation, pathlib.Path(workdir))
     data = encode_examples(train, tokenizer, config.sft.seq_len)
-    runs = [measure(config, data, config.sft.batch_size, False, args.steps, args.warmup)]
+    runs = [measure(config, data, tokenizer.pad_id, args.unpacked_rows, False, args.steps, args.warmup)]
     for rows in (int(r) for r in args.rows.split(",")):
-        runs.append(measure(config, data, rows, True, args.steps, args.warmup))
+        runs.append(measure(config, data, tokenizer.pad_id, rows, True, args.steps, args.warmup))
     base = runs[0]["examples_per_s"]
     for run in runs:
         run["examples_per_s_vs_unpacked"] = run["examples_per_s"] / base
