@@ -212,7 +212,7 @@ def validate(config) -> None:
     )
     _require(0 <= r.anchor_mu <= 1, f"rl.anchor_mu must be in [0, 1], got {r.anchor_mu}")
     _require(r.temperature > 0 and 0 < r.top_p <= 1, "rl.temperature must be > 0 and rl.top_p in (0, 1]")
-    for key in ("num_steps", "num_prompts", "max_new_tokens", "num_passes", "grad_accum_steps"):
+    for key in ("num_steps", "num_prompts", "max_new_tokens", "num_passes", "grad_accum_steps", "pack_factor"):
         _require(r[key] >= 1, f"rl.{key} must be >= 1, got {r[key]}")
     _require(r.anchor_every >= 0 and r.max_refill_rounds >= 0, "rl.anchor_every and rl.max_refill_rounds must be >= 0")
     _require(

@@ -133,6 +133,10 @@ def base_config() -> ml_collections.ConfigDict:
     rl.clip_low = 0.2
     rl.clip_high = 0.28
     rl.aggregation = "token_mean"  # or "seq_mean"
+    # Pack several [prompt | response] sequences into each row of the update (same loss, fewer
+    # padding tokens); packed rows are pack_factor times the longest sequence.
+    rl.pack = True
+    rl.pack_factor = 1
     rl.entropy_coef = 1e-3  # alpha: loss -= alpha * mean token entropy
     rl.kl_beta = 2e-4  # beta of the on-policy KL normalisation of rewards
     rl.kl_estimator = "k1"  # "k1" or "k3" for the per-sample KL d_i

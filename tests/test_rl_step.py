@@ -7,8 +7,8 @@ from small_model import SMALL_MODEL, mesh_overrides
 from t1jax import config as config_lib
 from t1jax.sampling import Sample, Sampler
 from t1jax.train.objectives import rloo_advantages
-from t1jax.train.rl_batch import RolloutGroups, build_batch
-from t1jax.train.rl_step import make_anchor_update, make_rl_step, make_score_fn
+from t1jax.train.rl_batch import RolloutGroups, build_batch, loss_weights, row_length
+from t1jax.train.rl_step import BATCH_KEYS, make_anchor_update, make_rl_step, make_score_fn
 from t1jax.train.state import layout_from_config
 
 TARGET = 7  # the toy reward: 1 for each sample whose first generated token is TARGET
@@ -50,10 +50,12 @@ def test_toy_rl_raises_the_reward():
         correct = out.tokens[:, 0] == TARGET
         rewards.append(correct.mean())
         groups = RolloutGroups.from_samples(prompts, out, _Breakdown(correct, out.truncated), K)
-        batch = build_batch(groups, pad_id=0)
-        batch["ref_logp"] = np.asarray(score(state.params, batch["tokens"], batch["valid"]))
-        batch["advantage"] = np.asarray(rloo_advantages(groups.reward)).reshape(-1)
-        state, metrics = step(state, batch)
+        batch = build_batch(groups, 0, 2 * row_length(groups), pack=True, row_multiple=8)
+        batch["ref_logp"] = np.asarray(score(state.params, batch["tokens"], batch["positions"], batch["segment_ids"]))
+        per_sample = np.asarray(rloo_advantages(groups.reward)).reshape(-1)
+        batch["advantage"] = np.where(batch["sequence"] >= 0, per_sample[batch["sequence"]], 0).astype(np.float32)
+        batch["loss_weight"] = loss_weights(batch, "token_mean")
+        state, metrics = step(state, {k: batch[k] for k in BATCH_KEYS})
         assert np.isfinite(float(metrics["loss"]))
     early, late = np.mean(rewards[:5]), np.mean(rewards[-5:])
     assert late > early + 0.3 and late > 0.5, rewards

@@ -5,6 +5,7 @@ from t1jax.parallel.host_data import to_global
 from t1jax.parallel.mesh import make_mesh, resolve_mesh_shape
 from t1jax.parallel.sharding import (
     batch_sharding,
+    batch_shards,
     optimizer_shardings,
     partition_spec,
     replicated,
@@ -13,6 +14,7 @@ from t1jax.parallel.sharding import (
 )
 
 __all__ = [
+    "batch_shards",
     "batch_sharding",
     "initialize",
     "make_mesh",

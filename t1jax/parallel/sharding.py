@@ -6,6 +6,8 @@ table that maps them to mesh axes. Changing the parallelism is a config change, 
 
 from __future__ import annotations
 
+import math
+
 import jax
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -74,6 +76,11 @@ def batch_sharding(mesh: Mesh, rules: dict, ndim: int = 2) -> NamedSharding:
     """Batch arrays [batch, length, ...]: rows over the 'batch' rule, the rest replicated."""
     logical = ("batch", "length") + (None,) * (ndim - 2)
     return NamedSharding(mesh, partition_spec(logical[:ndim], rules, mesh=mesh))
+
+
+def batch_shards(mesh: Mesh, rules: dict) -> int:
+    """How many pieces the 'batch' rule splits a batch's rows into on this mesh."""
+    return math.prod(mesh.shape[axis] for axis in rules["batch"])
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

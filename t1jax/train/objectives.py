@@ -32,20 +32,23 @@ def kl_normalized_rewards(rewards_PK, kl_PK, beta: float):
     return jnp.asarray(rewards_PK, jnp.float32) - beta * (kl_PK - _leave_one_out_mean(kl_PK))
 
 
-def sequence_kl(logp_BT, ref_logp_BT, mask_BT, estimator: str = "k1"):
-    """Per-sequence KL(pi || pi_ref) estimate from the sampled tokens, summed over the mask.
+def token_kl(logp_BT, ref_logp_BT, estimator: str = "k1"):
+    """Per-token KL(pi || pi_ref) estimate at the sampled tokens.
 
     k1: log pi - log pi_ref (unbiased, can be negative per token);
     k3: exp(ref - logp) - 1 - (ref - logp) (unbiased, always >= 0, lower variance).
     """
     log_ratio = jnp.asarray(logp_BT, jnp.float32) - jnp.asarray(ref_logp_BT, jnp.float32)
     if estimator == "k1":
-        per_token = log_ratio
-    elif estimator == "k3":
-        per_token = jnp.expm1(-log_ratio) + log_ratio
-    else:
-        raise ValueError(f"unknown KL estimator {estimator!r} (use 'k1' or 'k3')")
-    return jnp.sum(per_token * jnp.asarray(mask_BT, jnp.float32), axis=-1)
+        return log_ratio
+    if estimator == "k3":
+        return jnp.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r} (use 'k1' or 'k3')")
+
+
+def sequence_kl(logp_BT, ref_logp_BT, mask_BT, estimator: str = "k1"):
+    """Per-sequence KL(pi || pi_ref) estimate: token_kl summed over the mask of each row."""
+    return jnp.sum(token_kl(logp_BT, ref_logp_BT, estimator) * jnp.asarray(mask_BT, jnp.float32), axis=-1)
 
 
 def token_entropy(logits_BTV):
@@ -54,6 +57,20 @@ def token_entropy(logits_BTV):
     probs = jnp.exp(log_probs)
     # where p underflows to 0, p * log p is 0 (log_probs is finite, so no 0 * inf NaN)
     return -jnp.sum(probs * log_probs, axis=-1)
+
+
+def clipped_surrogate(logp_BT, old_logp_BT, adv_BT, clip_low: float = 0.2, clip_high: float = 0.28):
+    """Per-token clipped policy-gradient loss; `adv_BT` is each token's advantage (broadcastable).
+
+    -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) with ratio = exp(logp - old_logp).
+    When logp == old_logp (one pass over fresh samples) the gradient is exactly REINFORCE's,
+    -A * grad logp.
+    """
+    logp_BT = jnp.asarray(logp_BT, jnp.float32)
+    adv = jnp.asarray(adv_BT, jnp.float32)
+    ratio = jnp.exp(logp_BT - jax.lax.stop_gradient(jnp.asarray(old_logp_BT, jnp.float32)))
+    clipped = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    return -jnp.minimum(ratio * adv, clipped * adv)
 
 
 def policy_loss(
@@ -65,19 +82,13 @@ def policy_loss(
     clip_high: float = 0.28,
     aggregation: str = "token_mean",
 ):
-    """Clipped policy-gradient loss (to minimise).
+    """Clipped policy-gradient loss (to minimise) of sequences one per row.
 
-    Per token: -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) with
-    ratio = exp(logp - old_logp). When logp == old_logp (one pass over fresh samples) the
-    gradient is exactly REINFORCE's, -A * grad logp. "token_mean" averages over all response
-    tokens of the batch; "seq_mean" averages each sequence's tokens, then the sequences.
+    "token_mean" averages clipped_surrogate over all response tokens of the batch; "seq_mean"
+    averages each sequence's tokens, then the sequences.
     """
-    logp_BT = jnp.asarray(logp_BT, jnp.float32)
     mask = jnp.asarray(mask_BT, jnp.float32)
-    adv = jnp.asarray(adv_B, jnp.float32)[:, None]
-    ratio = jnp.exp(logp_BT - jax.lax.stop_gradient(jnp.asarray(old_logp_BT, jnp.float32)))
-    clipped = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    per_token = -jnp.minimum(ratio * adv, clipped * adv)
+    per_token = clipped_surrogate(logp_BT, old_logp_BT, jnp.asarray(adv_B, jnp.float32)[:, None], clip_low, clip_high)
     if aggregation == "token_mean":
         return jnp.sum(per_token * mask) / jnp.maximum(jnp.sum(mask), 1.0)
     if aggregation == "seq_mean":

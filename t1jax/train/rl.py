@@ -26,10 +26,9 @@ from t1jax.rewards.penalties import PenaltyConfig, apply_penalties
 from t1jax.sampling import Sample, Sampler
 from t1jax.train.checkpoint import Checkpointer, restore_params
 from t1jax.train.metrics import MetricsWriter
-from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages, sequence_kl
 from t1jax.train.progress import Progress
-from t1jax.train.rl_batch import RolloutGroups, build_batch, pad_groups
-from t1jax.train.rl_step import make_anchor_update, make_rl_step, make_score_fn
+from t1jax.train.rl_batch import RolloutGroups, build_batch, loss_weights, row_length, shaped_advantages
+from t1jax.train.rl_step import BATCH_KEYS, make_anchor_update, make_rl_step, make_score_fn
 from t1jax.train.selection import has_signal, keep_m_of_k
 from t1jax.train.state import layout_from_config
 
@@ -68,6 +67,9 @@ class RLRun:
             garbage_ids=self.tokenizer.garbage_ids(),
             max_garbage_fraction=r.garbage_fraction,
         )
+        # Rows of an update split evenly into minibatches, micro-batches and batch shards.
+        shards = parallel.batch_shards(self.layout.mesh, self.layout.rules)
+        self.row_multiple = r.minibatches * r.grad_accum_steps * shards
         self.score = make_score_fn(self.layout)
         self.update = make_rl_step(self.layout, r, r.grad_accum_steps)
         self.move_anchor = make_anchor_update(self.layout, r.anchor_mu)
@@ -140,17 +142,24 @@ class RLRun:
         breakdown = apply_penalties(correct, generated, out.truncated, self.penalties)
         return RolloutGroups.from_samples(encoded, out, breakdown, K)
 
+    def batch(self, groups: RolloutGroups) -> dict:
+        """The update's per-token arrays (rl_batch.build_batch): unpacked, a static shape of
+        prompts_per_step x kept samples rows; packed (rl.pack), rows pack_factor times as long,
+        as many as needed in steps of 1/16 of the unpacked count, so a run compiles the update
+        for a few row counts only."""
+        r, pad = self.config.rl, self.tokenizer.pad_id
+        capacity = r.prompts_per_step * self.samples_kept
+        if not r.pack:
+            return build_batch(groups, pad, row_length(groups), min_rows=capacity, row_multiple=self.row_multiple)
+        quantum = self.row_multiple * max(1, capacity // (16 * self.row_multiple))
+        return build_batch(groups, pad, row_length(groups) * r.pack_factor, pack=True, row_multiple=quantum)
+
     def advantages(self, groups: RolloutGroups, anchor, batch) -> tuple[dict, dict]:
         """Scores the batch under the anchor, shapes rewards with normalised KL, then RLOO."""
-        ref_logp = np.asarray(self.score(anchor, batch["tokens"], batch["valid"]))
-        P, K = groups.correct.shape
-        kl = np.asarray(sequence_kl(batch["old_logp"], ref_logp, batch["response"], self.config.rl.kl_estimator))
-        kl_PK = kl[: P * K].reshape(P, K)
-        shaped = kl_normalized_rewards(groups.reward, kl_PK, self.config.rl.kl_beta)
-        advantage = np.zeros(len(batch["tokens"]), np.float32)
-        advantage[: P * K] = np.asarray(rloo_advantages(shaped)).reshape(-1)
-        kl_mean = float(kl_PK.mean()) if kl_PK.size else 0.0
-        return {**batch, "ref_logp": ref_logp, "advantage": advantage}, {"kl_sequence": kl_mean}
+        r = self.config.rl
+        ref_logp = np.asarray(self.score(anchor, batch["tokens"], batch["positions"], batch["segment_ids"]))
+        advantage, kl_PK = shaped_advantages(groups, batch, ref_logp, r.kl_beta, r.kl_estimator)
+        return {**batch, "ref_logp": ref_logp, "advantage": advantage}, {"kl_sequence": float(kl_PK.mean())}
 
 
 def run_rl(config) -> dict:
@@ -165,21 +174,18 @@ def run_rl(config) -> dict:
     writer = MetricsWriter(str(run.workdir), tensorboard=config.run.tensorboard, is_primary=is_primary)
     progress = Progress(r.num_steps, "rl", enabled=config.run.progress and is_primary, start=start)
     metrics: dict = {}
-    skipped = 0
     try:
         for step in range(start + 1, r.num_steps + 1):
             t0 = time.perf_counter()
             groups, metrics = run.rollout(state.params, step, state.rng)
             t1 = time.perf_counter()
-            batch = build_batch(pad_groups(groups, r.prompts_per_step, run.tokenizer.bos_id), run.tokenizer.pad_id)
-            batch, kl_stats = run.advantages(groups, anchor, batch)
-            update_metrics = {}
-            if len(groups) == 0:  # nothing had signal even after refilling: skip, counted
-                skipped += 1
-            else:
+            update_metrics, kl_stats = {}, {"kl_sequence": 0.0}
+            if len(groups):  # else nothing had signal even after refilling: no update this step
+                batch, kl_stats = run.advantages(groups, anchor, run.batch(groups))
                 for _ in range(r.num_passes):
                     for part in _minibatches(batch, r.minibatches):
-                        state, update_metrics = run.update(state, part)
+                        part["loss_weight"] = loss_weights(part, r.aggregation)
+                        state, update_metrics = run.update(state, {k: part[k] for k in BATCH_KEYS})
                 if not np.isfinite(float(update_metrics["loss"])):
                     raise TrainingError(
                         f"RL step {step}: the loss is not finite; stopping with the last good "
@@ -208,10 +214,8 @@ def run_rl(config) -> dict:
 
 
 def _minibatches(batch: dict, count: int):
-    rows = len(batch["tokens"])
-    if rows % count:
-        raise ConfigError(f"rl.minibatches ({count}) must divide the {rows} sequences of a step")
-    size = rows // count
+    """`count` equal slices of the rows (RLRun.batch makes the row count a multiple of it)."""
+    size = len(batch["tokens"]) // count
     for i in range(count):
         yield {k: v[i * size : (i + 1) * size] for k, v in batch.items()}
 

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from t1jax.sampling import bucket
+from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages, token_kl
 
 
 @dataclasses.dataclass
@@ -80,39 +81,102 @@ class RolloutGroups:
         }
 
 
-def pad_groups(groups: RolloutGroups, count: int, pad_prompt_token: int = 0) -> RolloutGroups:
-    """Exactly `count` groups (a static batch shape): missing ones are empty (no response tokens)."""
-    missing = count - len(groups)
-    if missing <= 0:
-        return groups.take(np.arange(count))
-    K, M = groups.tokens.shape[1:]
-    flags = {name: np.zeros((missing, K), bool) for name in ("correct", "truncated", "repetitive", "garbage")}
-    filler = RolloutGroups(
-        prompts=[[pad_prompt_token]] * missing,
-        tokens=np.zeros((missing, K, M), np.int32),
-        lengths=np.zeros((missing, K), np.int32),
-        logprobs=np.zeros((missing, K, M), np.float32),
-        reward=np.zeros((missing, K), np.float32),
-        **flags,
-    )
-    return RolloutGroups.concatenate([groups, filler])
+def row_length(groups: RolloutGroups) -> int:
+    """The longest sequence a batch of these groups can hold: bucketed prompt width + M."""
+    return bucket(max(len(p) for p in groups.prompts)) + groups.tokens.shape[2]
 
 
-def build_batch(groups: RolloutGroups, pad_id: int) -> dict:
-    """Arrays [N = P*K, Lp + M]: left-padded prompt, then the response (see rl_step.BATCH_KEYS)."""
+def build_batch(
+    groups: RolloutGroups, pad_id: int, row_len: int, pack: bool = False, min_rows: int = 0, row_multiple: int = 1
+) -> dict:
+    """The per-token arrays [rows, row_len] of an RL batch (see rl_step.BATCH_KEYS), plus
+    `sequence`: the index p * K + k of the sample each token belongs to, -1 on padding (for the
+    host's per-sequence sums; the update does not read it).
+
+    Each sequence is its prompt then its response, whole, from position 0. Unpacked, row i holds
+    sequence i; packed, sequences fill rows first-fit in decreasing length, told apart by segment
+    ids. Samples without response tokens (only in groups padded to a static size) are left out.
+    rows = the rows filled, at least `min_rows`, rounded up to a multiple of `row_multiple` (a
+    static shape unpacked; a bounded number of shapes packed).
+    """
     P, K, M = groups.tokens.shape
-    width = bucket(max(len(p) for p in groups.prompts))
-    N, L = P * K, width + M
-    tokens = np.full((N, L), pad_id, np.int32)
-    valid = np.zeros((N, L), bool)
-    response = np.zeros((N, L), bool)
-    old_logp = np.zeros((N, L), np.float32)
-    for p, prompt in enumerate(groups.prompts):
-        for k in range(K):
-            row, n = p * K + k, int(groups.lengths[p, k])
-            tokens[row, width - len(prompt) : width] = prompt
-            tokens[row, width : width + n] = groups.tokens[p, k, :n]
-            valid[row, width - len(prompt) : width + n] = True
-            response[row, width : width + n] = True
-            old_logp[row, width : width + n] = groups.logprobs[p, k, :n]
-    return {"tokens": tokens, "valid": valid, "response": response, "old_logp": old_logp}
+    response_lengths = groups.lengths.reshape(-1)
+    lengths = np.array([len(groups.prompts[i // K]) for i in range(P * K)], np.int64) + response_lengths
+    placed = np.flatnonzero(response_lengths > 0)
+    if placed.size and lengths.max() > row_len:
+        raise ValueError(f"a sequence of {lengths.max()} tokens does not fit rows of {row_len}")
+    if pack:
+        placement = _first_fit_decreasing(lengths, placed, row_len)
+    else:
+        placement = {int(i): (int(i), 0) for i in placed}
+    filled = 1 + max((row for row, _ in placement.values()), default=-1)
+    rows = -(-max(filled, min_rows, 1) // row_multiple) * row_multiple
+
+    batch = {
+        "tokens": np.full((rows, row_len), pad_id, np.int32),
+        "positions": np.zeros((rows, row_len), np.int32),
+        "segment_ids": np.zeros((rows, row_len), np.int32),
+        "response": np.zeros((rows, row_len), bool),
+        "old_logp": np.zeros((rows, row_len), np.float32),
+        "sequence": np.full((rows, row_len), -1, np.int32),
+    }
+    for i, (row, start) in sorted(placement.items(), key=lambda item: item[1]):
+        prompt, n = groups.prompts[i // K], int(response_lengths[i])
+        span, reply = slice(start, start + len(prompt) + n), slice(start + len(prompt), start + len(prompt) + n)
+        batch["tokens"][row, span] = np.concatenate([prompt, groups.tokens[i // K, i % K, :n]])
+        batch["positions"][row, span] = np.arange(len(prompt) + n)
+        batch["segment_ids"][row, span] = 1 + batch["segment_ids"][row].max()
+        batch["response"][row, reply] = True
+        batch["old_logp"][row, reply] = groups.logprobs[i // K, i % K, :n]
+        batch["sequence"][row, span] = i
+    return batch
+
+
+def _first_fit_decreasing(lengths: np.ndarray, indices: list[int], row_len: int) -> dict[int, tuple[int, int]]:
+    """Sequence index -> (row, start) with every row at most row_len tokens long."""
+    free = np.zeros(0, np.int64)  # free tokens at the end of each open row
+    placement = {}
+    for i in sorted(indices, key=lambda i: -lengths[i]):
+        fits = np.flatnonzero(free >= lengths[i])
+        if fits.size:
+            row = int(fits[0])
+        else:
+            row, free = len(free), np.append(free, row_len)
+        placement[i] = (row, row_len - int(free[row]))
+        free[row] -= lengths[i]
+    return placement
+
+
+def loss_weights(batch: dict, aggregation: str) -> np.ndarray:
+    """Each response token's weight in the policy loss of this (mini)batch, [rows, row_len].
+
+    token_mean: 1 / (the batch's response tokens); seq_mean: 1 / (the sequence's response tokens
+    x the batch's sequences). The loss is then one weighted sum, the same whether sequences are
+    packed or not, and exact under gradient accumulation.
+    """
+    response, sequence = batch["response"], batch["sequence"]
+    weights = np.zeros(response.shape, np.float32)
+    if not response.any():
+        return weights
+    if aggregation == "token_mean":
+        weights[response] = 1.0 / response.sum()
+    elif aggregation == "seq_mean":
+        ids, counts = np.unique(sequence[response], return_counts=True)
+        per_sequence = dict(zip(ids.tolist(), (1.0 / (counts * len(ids))).tolist()))
+        weights[response] = [per_sequence[i] for i in sequence[response].tolist()]
+    else:
+        raise ValueError(f"unknown aggregation {aggregation!r} (use 'token_mean' or 'seq_mean')")
+    return weights
+
+
+def shaped_advantages(groups: RolloutGroups, batch: dict, ref_logp, kl_beta: float, kl_estimator: str):
+    """T1's advantages as per-token arrays: each sample's KL to the anchor (summed over its
+    response tokens, wherever the batch put them), rewards shaped by the on-policy normalised
+    KL, then RLOO within each group. Returns (advantage [rows, row_len], KL per sample [P, K])."""
+    P, K = groups.correct.shape
+    response, sequence = batch["response"], batch["sequence"]
+    kl_tokens = np.asarray(token_kl(batch["old_logp"], ref_logp, kl_estimator))
+    kl_PK = np.bincount(sequence[response], kl_tokens[response], minlength=P * K).reshape(P, K)
+    shaped = kl_normalized_rewards(groups.reward, kl_PK, kl_beta)
+    per_sample = np.asarray(rloo_advantages(shaped)).reshape(-1)
+    return np.where(sequence >= 0, per_sample[sequence], 0.0).astype(np.float32), kl_PK

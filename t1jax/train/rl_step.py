@@ -1,13 +1,17 @@
 """Jitted, sharded pieces of the RL update: anchor scoring and the policy-gradient step.
 
-An RL batch holds N = P x K sequences [prompt (left-padded) | response], with
-  tokens      int32 [N, L]  the whole sequence
-  valid       bool  [N, L]  real tokens (False on prompt padding and after the response)
-  response    bool  [N, L]  response tokens (the ones the policy is trained on)
-  old_logp    f32   [N, L]  log pi_old of each token from the sampler (0 elsewhere)
-  ref_logp    f32   [N, L]  log pi_anchor of each token (0 elsewhere)
-  advantage   f32   [N]
-Position t of the per-token arrays refers to tokens[:, t]; token 0 is never a response token.
+An RL batch holds R rows of L tokens; each row holds one sequence [prompt | response], or
+several side by side when packed (rl_batch.build_batch). Every array is per token, [R, L]:
+  tokens       int32  the sequences, then padding
+  positions    int32  each token's position in its own sequence (from 0)
+  segment_ids  int32  which sequence of the row a token belongs to (1, 2, ...; 0 = padding)
+  response     bool   response tokens (the ones the policy is trained on)
+  old_logp     f32    log pi_old of each response token from the sampler (0 elsewhere)
+  ref_logp     f32    log pi_anchor of each response token (0 elsewhere)
+  advantage    f32    the advantage of the token's sequence
+  loss_weight  f32    the token's weight in the policy loss (rl_batch.loss_weights)
+Position t of the per-token arrays refers to tokens[:, t]; a sequence's first token is never a
+response token, so predicting token t from the tokens before it never crosses a boundary.
 """
 
 from __future__ import annotations
@@ -18,63 +22,60 @@ import optax
 
 from t1jax import model as model_lib
 from t1jax import parallel
-from t1jax.train.objectives import ema_update, policy_loss, sequence_kl, token_entropy
+from t1jax.train.objectives import clipped_surrogate, ema_update, token_entropy, token_kl
 from t1jax.train.state import StateLayout, TrainState
 
-BATCH_KEYS = ("tokens", "valid", "response", "old_logp", "ref_logp", "advantage")
+BATCH_KEYS = ("tokens", "positions", "segment_ids", "response", "old_logp", "ref_logp", "advantage", "loss_weight")
 
 
-def token_logprobs_and_logits(model_config, params, tokens_NL, valid_NL):
-    """log p(tokens[:, t] | tokens[:, :t]) for t >= 1 (0 at t = 0), and the logits predicting them."""
-    positions = jnp.maximum(jnp.cumsum(valid_NL, axis=1) - 1, 0).astype(jnp.int32)
-    logits, _ = model_lib.forward(model_config, params, tokens_NL[:, :-1], positions[:, :-1], valid_NL[:, :-1])
+def token_logprobs_and_logits(model_config, params, tokens_RL, positions_RL, segment_ids_RL):
+    """log p(tokens[:, t] | the tokens of its sequence before t) for t >= 1 (0 at t = 0), and the
+    logits predicting them. Across a boundary between packed sequences the value is meaningless
+    (the response mask never selects it)."""
+    segments = segment_ids_RL[:, :-1]  # position t predicts token t + 1
+    logits, _ = model_lib.forward(
+        model_config, params, tokens_RL[:, :-1], positions_RL[:, :-1], segments > 0, segment_ids_BT=segments
+    )
     log_probs = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(log_probs, tokens_NL[:, 1:, None], axis=-1)[..., 0]
+    picked = jnp.take_along_axis(log_probs, tokens_RL[:, 1:, None], axis=-1)[..., 0]
     return jnp.pad(picked, ((0, 0), (1, 0))), logits
 
 
 def make_score_fn(layout: StateLayout):
-    """Returns score(params, tokens, valid) -> per-token logprobs [N, L] (for the anchor)."""
+    """Returns score(params, tokens, positions, segment_ids) -> per-token logprobs [R, L] (for the anchor)."""
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
 
-    def score(params, tokens, valid):
-        return token_logprobs_and_logits(layout.model_config, params, tokens, valid)[0]
+    def score(params, tokens, positions, segment_ids):
+        return token_logprobs_and_logits(layout.model_config, params, tokens, positions, segment_ids)[0]
 
-    return jax.jit(score, in_shardings=(layout.shardings.params, batch_sh, batch_sh), out_shardings=batch_sh)
+    return jax.jit(score, in_shardings=(layout.shardings.params, *[batch_sh] * 3), out_shardings=batch_sh)
 
 
 def make_rl_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1):
     """Returns step(state, batch) -> (state, metrics): one optimizer update on `batch`.
 
-    loss = policy_loss - entropy_coef * mean response-token entropy
+    loss = sum over response tokens of loss_weight * clipped surrogate (the token_mean or
+           seq_mean policy loss, by the weights) - entropy_coef * mean response-token entropy
            (+ kl_loss_coef * mean response-token k3 KL to the anchor, off by default: in T1 the
            KL enters through the shaped rewards). Micro-batches accumulate gradients exactly.
     """
     cfg, A = layout.model_config, grad_accum_steps
     r = rl_config
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
-    row_sh = jax.sharding.NamedSharding(
-        layout.mesh, parallel.partition_spec(("batch",), layout.rules, mesh=layout.mesh)
-    )
-    shardings = {k: (row_sh if k == "advantage" else batch_sh) for k in BATCH_KEYS}
 
     def step(state: TrainState, batch):
-        N = batch["tokens"].shape[0]
-        mask_all = batch["response"].astype(jnp.float32)
-        total_tokens = jnp.maximum(jnp.sum(mask_all), 1.0)
-        micro = jax.tree.map(lambda x: x.reshape(N // A, A, *x.shape[1:]).swapaxes(0, 1), batch)
+        R = batch["tokens"].shape[0]
+        total_tokens = jnp.maximum(jnp.sum(batch["response"].astype(jnp.float32)), 1.0)
+        micro = jax.tree.map(lambda x: x.reshape(R // A, A, *x.shape[1:]).swapaxes(0, 1), batch)
 
         def loss_fn(params, mb):
-            logp, logits = token_logprobs_and_logits(cfg, params, mb["tokens"], mb["valid"])
+            logp, logits = token_logprobs_and_logits(cfg, params, mb["tokens"], mb["positions"], mb["segment_ids"])
             mask = mb["response"].astype(jnp.float32)
             entropy = jnp.pad(token_entropy(logits), ((0, 0), (1, 0)))
-            # Micro-batch losses are weighted by their share of the batch's response tokens, so
-            # the token-mean over the whole batch is exact under accumulation.
-            weight = jnp.sum(mask) / total_tokens
-            pg = policy_loss(logp, mb["old_logp"], mb["advantage"], mask, r.clip_low, r.clip_high, r.aggregation)
-            pg = pg * (weight if r.aggregation == "token_mean" else mb["tokens"].shape[0] / N)
+            per_token = clipped_surrogate(logp, mb["old_logp"], mb["advantage"], r.clip_low, r.clip_high)
+            pg = jnp.sum(per_token * mb["loss_weight"] * mask)
             entropy_sum = jnp.sum(entropy * mask)
-            kl_sum = jnp.sum(sequence_kl(logp, mb["ref_logp"], mask, "k3"))
+            kl_sum = jnp.sum(token_kl(logp, mb["ref_logp"], "k3") * mask)
             loss = pg - r.entropy_coef * entropy_sum / total_tokens + r.kl_loss_coef * kl_sum / total_tokens
             ratio = jnp.exp(logp - mb["old_logp"])
             clipped = ((ratio < 1 - r.clip_low) | (ratio > 1 + r.clip_high)).astype(jnp.float32)
@@ -86,7 +87,7 @@ def make_rl_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1):
             }
 
         def accumulate(grad_sum, mb):
-            mb = {k: jax.lax.with_sharding_constraint(v, shardings[k]) for k, v in mb.items()}
+            mb = {k: jax.lax.with_sharding_constraint(v, batch_sh) for k, v in mb.items()}
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, mb)
             return jax.tree.map(jnp.add, grad_sum, grads), (loss, aux)
 
@@ -106,7 +107,7 @@ def make_rl_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1):
 
     return jax.jit(
         step,
-        in_shardings=(layout.shardings, shardings),
+        in_shardings=(layout.shardings, {k: batch_sh for k in BATCH_KEYS}),
         out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
         donate_argnums=0,
     )

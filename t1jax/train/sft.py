@@ -236,9 +236,7 @@ def _local_rows(batch: dict) -> dict:
 
 
 def _check_batch_divides(sft_config, mesh, rules) -> None:
-    shards = 1
-    for axis in rules["batch"]:
-        shards *= mesh.shape[axis]
+    shards = parallel.batch_shards(mesh, rules)
     micro = sft_config.batch_size // sft_config.grad_accum_steps
     if micro % shards:
         raise ConfigError(
