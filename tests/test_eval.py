@@ -88,13 +88,14 @@ class RecordingModel:
     """Answers the forced prompt with the last attempt it can see ("Try: x = v"), or 0 if none."""
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.prompts = tokenizer, []
+        self.tokenizer, self.prompts, self.lengths = tokenizer, [], []
 
     def __call__(self, prompts):
         out = []
         for ids in prompts:
             text = self.tokenizer.decode(ids)
             self.prompts.append(text)
+            self.lengths.append(len(ids))
             tries = [line for line in text.split("\n") if line.startswith("Try: x = ")]
             answer = tries[-1].removeprefix("Try: x = ") if tries else "0"
             out.append(Generation(f" {answer}", 2, False))
@@ -113,6 +114,7 @@ def test_truncation_never_cuts_inside_the_answer_and_accuracy_follows_the_budget
     budgets = [1, 4, 1000]
     curve = scaling_curve(suite, tokenizer, traces, model, budgets)
     assert len(model.prompts) == len(budgets) * len(suite.problems)
+    assert model.lengths == sorted(model.lengths)  # asked shortest first; the curve maps answers back
     for text in model.prompts:
         assert text.endswith(FINAL_ANSWER) and text.count(FINAL_ANSWER) == 1  # the suffix, whole, once
     # Budget 1 shows no complete try: the fake answers 0 (right only when x == 0); the full budget shows

@@ -95,7 +95,7 @@ def build_batch(
 
     Each sequence is its prompt then its response, whole, from position 0. Unpacked, row i holds
     sequence i; packed, sequences fill rows first-fit in decreasing length, told apart by segment
-    ids. Samples without response tokens (only in groups padded to a static size) are left out.
+    ids. Samples without response tokens (a sampler always emits at least one) are left out.
     rows = the rows filled, at least `min_rows`, rounded up to a multiple of `row_multiple` (a
     static shape unpacked; a bounded number of shapes packed).
     """
@@ -161,9 +161,8 @@ def loss_weights(batch: dict, aggregation: str) -> np.ndarray:
     if aggregation == "token_mean":
         weights[response] = 1.0 / response.sum()
     elif aggregation == "seq_mean":
-        ids, counts = np.unique(sequence[response], return_counts=True)
-        per_sequence = dict(zip(ids.tolist(), (1.0 / (counts * len(ids))).tolist()))
-        weights[response] = [per_sequence[i] for i in sequence[response].tolist()]
+        _, which, counts = np.unique(sequence[response], return_inverse=True, return_counts=True)
+        weights[response] = 1.0 / (counts[which] * len(counts))
     else:
         raise ValueError(f"unknown aggregation {aggregation!r} (use 'token_mean' or 'seq_mean')")
     return weights
