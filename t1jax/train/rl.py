@@ -145,13 +145,13 @@ class RLRun:
     def batch(self, groups: RolloutGroups) -> dict:
         """The update's per-token arrays (rl_batch.build_batch): unpacked, a static shape of
         prompts_per_step x kept samples rows; packed (rl.pack), rows pack_factor times as long,
-        as many as needed in steps of 1/16 of the unpacked count, so a run compiles the update
+        as many as needed in steps of 1/8 of the unpacked count, so a run compiles the update
         for a few row counts only."""
         r, pad = self.config.rl, self.tokenizer.pad_id
         capacity = r.prompts_per_step * self.samples_kept
         if not r.pack:
             return build_batch(groups, pad, row_length(groups), min_rows=capacity, row_multiple=self.row_multiple)
-        quantum = self.row_multiple * max(1, capacity // (16 * self.row_multiple))
+        quantum = self.row_multiple * max(1, capacity // (8 * self.row_multiple))
         return build_batch(groups, pad, row_length(groups) * r.pack_factor, pack=True, row_multiple=quantum)
 
     def advantages(self, groups: RolloutGroups, anchor, batch) -> tuple[dict, dict]:
