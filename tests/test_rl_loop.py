@@ -75,6 +75,10 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path, sft_dir):
     assert full.returncode == 0, full.stderr[-3000:]
     summary = json.loads(full.stdout)
     assert summary["final_step"] == 6 and np.isfinite(summary["loss"])
+    # The packed update's rows: at most one per sample (K = 4 in configs/tiny.py), a multiple of the
+    # 2 devices' batch shards, partly filled.
+    assert 0 < summary["update_rows"] <= 4 * summary["groups_trained"] and summary["update_rows"] % 2 == 0
+    assert 0 < summary["update_row_fill"] <= 1
 
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(

@@ -179,9 +179,12 @@ def run_rl(config) -> dict:
             t0 = time.perf_counter()
             groups, metrics = run.rollout(state.params, step, state.rng)
             t1 = time.perf_counter()
-            update_metrics, kl_stats = {}, {"kl_sequence": 0.0}
+            update_metrics, batch_stats = {}, {"kl_sequence": 0.0, "update_rows": 0, "update_row_fill": 0.0}
             if len(groups):  # else nothing had signal even after refilling: no update this step
-                batch, kl_stats = run.advantages(groups, anchor, run.batch(groups))
+                batch, batch_stats = run.advantages(groups, anchor, run.batch(groups))
+                batch_stats.update(
+                    update_rows=len(batch["tokens"]), update_row_fill=float(np.mean(batch["segment_ids"] > 0))
+                )
                 for _ in range(r.num_passes):
                     for part in _minibatches(batch, r.minibatches):
                         part["loss_weight"] = loss_weights(part, r.aggregation)
@@ -194,7 +197,7 @@ def run_rl(config) -> dict:
             if r.anchor_every and step % r.anchor_every == 0:
                 anchor = run.move_anchor(anchor, state.params)
             t2 = time.perf_counter()
-            metrics.update(kl_stats, **{k: float(v) for k, v in update_metrics.items()})
+            metrics.update(batch_stats, **{k: float(v) for k, v in update_metrics.items()})
             metrics.update(
                 groups.summary(),
                 time_sample_grade=t1 - t0,
