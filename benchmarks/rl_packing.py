@@ -29,8 +29,7 @@ from t1jax.config import with_overrides
 from t1jax.data.sft_batches import encode_examples
 from t1jax.demo.config import demo_config
 from t1jax.train.rl import RLRun
-from t1jax.train.rl_batch import RolloutGroups, loss_weights
-from t1jax.train.rl_step import BATCH_KEYS
+from t1jax.train.rl_batch import RolloutGroups, row_length
 from t1jax.train.sft import load_examples, load_tokenizer
 
 
@@ -69,28 +68,22 @@ def measure(config, groups: list[RolloutGroups]) -> dict:
     run = RLRun(config)
     state, anchor, _ = run.initial_state()
     row_counts, fill = set(), []
-
-    def update(state, g):
-        batch, _ = run.advantages(g, anchor, run.batch(g))
-        batch["loss_weight"] = loss_weights(batch, config.rl.aggregation)
-        state, metrics = run.update(state, {k: batch[k] for k in BATCH_KEYS})
-        jax.block_until_ready(metrics)
-        return state, batch
-
     for g in groups:  # compile every shape
-        state, batch = update(state, g)
-        row_counts.add(len(batch["tokens"]))
-        fill.append(float(np.mean(batch["segment_ids"] > 0)))
+        state, metrics, stats = run.train(state, anchor, g)
+        jax.block_until_ready(metrics)
+        row_counts.add(stats["update_rows"])
+        fill.append(stats["update_row_fill"])
     start = time.perf_counter()
     for g in groups:
-        state, batch = update(state, g)
+        state, metrics, _ = run.train(state, anchor, g)
+        jax.block_until_ready(metrics)
     seconds = (time.perf_counter() - start) / len(groups)
     run.checkpointer.close()
     return {
         "pack": bool(config.rl.pack),
         "pack_factor": config.rl.pack_factor if config.rl.pack else None,
         "rows": sorted(row_counts),
-        "row_len": int(batch["tokens"].shape[1]),
+        "row_len": sorted({row_length(g) * (config.rl.pack_factor if config.rl.pack else 1) for g in groups}),
         "row_fill": float(np.mean(fill)),
         "seconds_per_update": seconds,
     }

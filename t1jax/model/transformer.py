@@ -81,7 +81,8 @@ class Transformer(nnx.Module):
         prefix: a read-only cache of P rows whose keys each B // P consecutive rows also attend
             to (a prompt's cache shared by its samples); pass explicit positions with it.
         segment_ids_BT: for rows that pack several sequences (training, no cache): tokens attend
-            only within their own segment; pass each sequence's own positions (from 0) with it.
+            only within their own segment, so padding given its own id (0) needs no mask_BT;
+            pass each sequence's own positions (from 0) with it.
         """
         cfg = self.config
         if segment_ids_BT is not None and (cache is not None or prefix is not None):

@@ -161,6 +161,20 @@ class RLRun:
         advantage, kl_PK = shaped_advantages(groups, batch, ref_logp, r.kl_beta, r.kl_estimator)
         return {**batch, "ref_logp": ref_logp, "advantage": advantage}, {"kl_sequence": float(kl_PK.mean())}
 
+    def train(self, state, anchor, groups: RolloutGroups):
+        """The update part of a step: the batch, its anchor scores and advantages, then
+        num_passes x minibatches optimizer steps. Returns (state, the last step's metrics,
+        statistics of the batch)."""
+        r = self.config.rl
+        batch, stats = self.advantages(groups, anchor, self.batch(groups))
+        stats.update(update_rows=len(batch["tokens"]), update_row_fill=float(np.mean(batch["segment_ids"] > 0)))
+        metrics = {}
+        for _ in range(r.num_passes):
+            for part in _minibatches(batch, r.minibatches):
+                part["loss_weight"] = loss_weights(part, r.aggregation)
+                state, metrics = self.update(state, {k: part[k] for k in BATCH_KEYS})
+        return state, metrics, stats
+
 
 def run_rl(config) -> dict:
     """Runs (or resumes) T1 RL for config.rl.num_steps steps; returns the last metrics."""
@@ -181,14 +195,7 @@ def run_rl(config) -> dict:
             t1 = time.perf_counter()
             update_metrics, batch_stats = {}, {"kl_sequence": 0.0, "update_rows": 0, "update_row_fill": 0.0}
             if len(groups):  # else nothing had signal even after refilling: no update this step
-                batch, batch_stats = run.advantages(groups, anchor, run.batch(groups))
-                batch_stats.update(
-                    update_rows=len(batch["tokens"]), update_row_fill=float(np.mean(batch["segment_ids"] > 0))
-                )
-                for _ in range(r.num_passes):
-                    for part in _minibatches(batch, r.minibatches):
-                        part["loss_weight"] = loss_weights(part, r.aggregation)
-                        state, update_metrics = run.update(state, {k: part[k] for k in BATCH_KEYS})
+                state, update_metrics, batch_stats = run.train(state, anchor, groups)
                 if not np.isfinite(float(update_metrics["loss"])):
                     raise TrainingError(
                         f"RL step {step}: the loss is not finite; stopping with the last good "

@@ -32,9 +32,9 @@ def token_logprobs_and_logits(model_config, params, tokens_RL, positions_RL, seg
     """log p(tokens[:, t] | the tokens of its sequence before t) for t >= 1 (0 at t = 0), and the
     logits predicting them. Across a boundary between packed sequences the value is meaningless
     (the response mask never selects it)."""
-    segments = segment_ids_RL[:, :-1]  # position t predicts token t + 1
+    # position t predicts token t + 1; padding (segment 0) is a key to no real token
     logits, _ = model_lib.forward(
-        model_config, params, tokens_RL[:, :-1], positions_RL[:, :-1], segments > 0, segment_ids_BT=segments
+        model_config, params, tokens_RL[:, :-1], positions_RL[:, :-1], segment_ids_BT=segment_ids_RL[:, :-1]
     )
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(log_probs, tokens_RL[:, 1:, None], axis=-1)[..., 0]

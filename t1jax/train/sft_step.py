@@ -30,10 +30,8 @@ def sequence_loss(model_config, params, batch):
         logits, _ = model_lib.forward(model_config, params, tokens[:, :-1])
         return masked_token_nll(logits, tokens[:, 1:], mask)
     segments, positions = batch["segment_ids"], batch["positions"]
-    inputs = segments[:, :-1]
-    logits, _ = model_lib.forward(
-        model_config, params, tokens[:, :-1], positions[:, :-1], inputs > 0, segment_ids_BT=inputs
-    )
+    inputs = segments[:, :-1]  # padding (segment 0) is a key to no real token
+    logits, _ = model_lib.forward(model_config, params, tokens[:, :-1], positions[:, :-1], segment_ids_BT=inputs)
     # An example's first token (bos) is never in the loss mask; this keeps it so for any data.
     mask = mask * (segments[:, 1:] == inputs)
     return masked_token_nll(logits, tokens[:, 1:], mask)
