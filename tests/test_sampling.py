@@ -15,6 +15,7 @@ from t1jax.errors import SamplingError
 from t1jax.model import KVCache, ModelConfig, init_params
 from t1jax.model import forward as eager_forward
 from t1jax.sampling import Greedy, Sample, Sampler, choose, decode, stage_ends
+from t1jax.sampling.strategies import invert_cdf
 from t1jax.train.state import layout_from_config
 
 CONFIG = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=64)
@@ -172,6 +173,22 @@ def test_top_p_and_min_p_never_leave_their_sets_and_keep_proportions():
     assert ((observed - expected) ** 2 / expected).sum() < stats.chi2.ppf(1 - ALPHA, df=len(kept) - 1)
     min_p = np.asarray(choose(jax.random.key(8), jnp.broadcast_to(logits, (draws, 8)), Sample(min_p=0.3)))
     assert set(min_p.tolist()) == {i for i in range(8) if probs[i] >= 0.3 * probs.max()}
+
+
+def test_inverting_the_cdf_matches_a_float64_reference_and_skips_zero_mass():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(500, 16)) * 2
+    logits[:, [0, 5, 15]] = -np.inf  # filtered out, first and last included
+    u = rng.uniform(size=(500, 1))
+    mass = np.exp(logits - logits.max(-1, keepdims=True))
+    cdf = np.cumsum(mass, -1)
+    expected = (cdf <= u * cdf[:, -1:]).sum(-1)  # the first token whose cdf exceeds u * total
+    got = np.asarray(invert_cdf(jnp.asarray(logits, jnp.float32), jnp.asarray(u, jnp.float32)))
+    np.testing.assert_array_equal(got, expected)
+    # at the ends of [0, 1] no zero-mass token is chosen; u = 1 (rounding) gives the most likely
+    ends = np.asarray(invert_cdf(jnp.asarray(logits[:4], jnp.float32), jnp.asarray([[0.0], [0.0], [1.0], [1.0]])))
+    np.testing.assert_array_equal(ends[:2], np.argmax(mass[:2] > 0, axis=-1))
+    np.testing.assert_array_equal(ends[2:], np.argmax(logits[2:4], axis=-1))
 
 
 def test_stop_ids_end_sequences_and_the_rest_is_padding():

@@ -35,8 +35,11 @@ class Attention(nnx.Module):
             self.k_norm = RMSNorm(h, config.norm_eps, dt, rngs)
 
     def _project(self, x_BTD, name: str):
+        # Plain 2-D matmuls, as in the MLP: XLA's CPU backend otherwise may transpose a weight
+        # at every decode step to match the layout it picked for the activations.
         w = getattr(self, name)[...].astype(x_BTD.dtype)
-        out = jnp.einsum("btd,dnh->btnh", x_BTD, w)
+        (B, T, D), (_, N, H) = x_BTD.shape, w.shape
+        out = (x_BTD.reshape(B * T, D) @ w.reshape(D, N * H)).reshape(B, T, N, H)
         if self.config.qkv_bias:
             out = out + getattr(self, name + "_bias")[...].astype(out.dtype)
         return out
@@ -86,7 +89,7 @@ class Attention(nnx.Module):
         else:
             out = self._with_prefix(q_BKQH, scores, values, positions_BT, prefix)
         out = out.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
-        out_BTD = jnp.einsum("btnh,nhd->btd", out, self.o[...].astype(out.dtype))
+        out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
         return out_BTD, (keys, values)
 
     def _with_prefix(self, q_BKQH, scores_BKGTS, values_BKSH, positions_BT, prefix):
