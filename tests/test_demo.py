@@ -67,6 +67,14 @@ def test_tiny_demo_writes_the_whole_report(tiny_demo):
     goals = results["goals"]
     assert goals["pass1_lift"] == pytest.approx(results["eval"]["rl"]["pass@1"] - results["eval"]["sft"]["pass@1"])
     assert goals["pass1_lift_met"] == (goals["pass1_lift"] >= 0.2)
+    # the paired intervals are centred on the measured differences
+    rates = {m: results["eval"][m]["correct_rate_by_problem"] for m in ("sft", "rl")}
+    assert [len(r) for r in rates.values()] == [6, 6]
+    assert sum(rates["rl"]) / 6 - sum(rates["sft"]) / 6 == pytest.approx(goals["pass1_lift"])
+    lift, gain = goals["pass1_lift_interval"], goals["scaling_gain_interval"]
+    assert lift["mean"] == pytest.approx(goals["pass1_lift"]) and lift["low"] <= lift["mean"] <= lift["high"]
+    assert gain["mean"] == pytest.approx(goals["scaling_gain_rl_over_sft"])
+    assert gain["low"] <= gain["mean"] <= gain["high"]
     assert [step for step, _ in results["sft"]["val_loss_curve"]] == [3, 6]
     assert results["timing"]["total_s"] > 0
     image = matplotlib.image.imread(report / "scaling.png")

@@ -124,6 +124,8 @@ def test_truncation_never_cuts_inside_the_answer_and_accuracy_follows_the_budget
     assert curve["accuracy"][-1] == 1.0
     full = [len(tokenizer.encode(reasoning_of(t.text, FINAL_ANSWER))) for t in traces]
     assert curve["mean_reasoning_tokens"] == pytest.approx([1, 4, sum(full) / len(full)])
+    # right at the full budget; at budget 1 right only where x == 0
+    assert curve["gain_by_problem"] == [0 if p["answer"] == "0" else 1 for p in suite.problems]
 
 
 def test_scaling_rejects_bad_budgets(tokenizer):

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from t1jax.eval.metrics import length_stats, maj_at_k, majority_correct, pass_at_k, summarize
+from t1jax.eval.metrics import length_stats, maj_at_k, majority_correct, paired_difference, pass_at_k, summarize
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> float:
@@ -153,3 +153,20 @@ def test_summarize_rejects_bad_input():
         summarize(ragged, ks=[1])
     with pytest.raises(ValueError):
         summarize([], ks=[1])
+
+
+def test_paired_difference_by_hand():
+    # differences 1, 0, 1, 0: mean 1/2, sample sd sqrt(1/3), stderr sqrt(1/3) / 2
+    out = paired_difference([0, 1, 0, 0.5], [1, 1, 1, 0.5])
+    stderr = math.sqrt(1 / 3) / 2
+    assert out["mean"] == pytest.approx(0.5) and out["stderr"] == pytest.approx(stderr)
+    assert (out["low"], out["high"]) == pytest.approx((0.5 - 1.96 * stderr, 0.5 + 1.96 * stderr))
+    same = paired_difference([0.25, 1.0], [0.25, 1.0])  # no difference anywhere: a zero-width interval
+    assert (same["mean"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_rejects_unpaired_input():
+    with pytest.raises(ValueError, match="count"):
+        paired_difference([1, 0], [1])
+    with pytest.raises(ValueError, match="at least two"):
+        paired_difference([1], [0])

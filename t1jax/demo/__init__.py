@@ -80,7 +80,9 @@ class Demo:
         for name, run_dir in (("sft", self.sft_dir), ("rl", self.rl_dir)):
             summary, records = evaluator.metrics(str(run_dir), label=f"eval {name}")
             write_samples(self.report_dir / f"samples_{name}.jsonl", records)
-            results[name] = summary
+            # per problem, in the suite's order, for the paired comparison of SFT and RL
+            rates = [sum(r["correct"]) / len(r["correct"]) for r in records]
+            results[name] = {**summary, "correct_rate_by_problem": rates}
         return results
 
     def scaling(self, evaluator) -> dict:

@@ -7,6 +7,7 @@ import pathlib
 import shutil
 
 from t1jax.eval import plot
+from t1jax.eval.metrics import paired_difference
 from t1jax.eval.report import markdown_table, write_json
 from t1jax.eval.runner import metrics_row, scaling_rows
 from t1jax.train.metrics import read_metrics
@@ -38,7 +39,8 @@ def build_results(demo, sft: dict, rl: dict, evals: dict, scaling: dict, drills:
     sft_records, rl_records = _metrics(demo.sft_dir), _metrics(demo.rl_dir)
     curves = {k: v for k, v in scaling.items() if k != "seconds"}
     lift = evals["rl"]["pass@1"] - evals["sft"]["pass@1"]
-    gains = {"sft": curves["SFT"]["gain"], "rl": curves[list(curves)[-1]]["gain"]}
+    final_rl = curves[list(curves)[-1]]
+    gains = {"sft": curves["SFT"]["gain"], "rl": final_rl["gain"]}
     stages = (("drills", drills), ("sft", sft), ("rl", rl), ("eval", evals), ("scaling", scaling))
     stage_seconds = {name: stage.get("seconds", 0.0) for name, stage in stages if stage is not None}
     return {
@@ -60,11 +62,27 @@ def build_results(demo, sft: dict, rl: dict, evals: dict, scaling: dict, drills:
             "pass1_lift": lift,
             "pass1_lift_goal": PASS1_LIFT_GOAL,
             "pass1_lift_met": lift >= PASS1_LIFT_GOAL,
+            "pass1_lift_interval": _paired(evals["sft"], evals["rl"], "correct_rate_by_problem"),
             "scaling_gain_rl_over_sft": gains["rl"] - gains["sft"],
             "scaling_gain_met": gains["rl"] > gains["sft"],
+            "scaling_gain_interval": _paired(curves["SFT"], final_rl, "gain_by_problem"),
         },
         "timing": {**{f"{k}_s": v for k, v in stage_seconds.items()}, "total_s": sum(stage_seconds.values())},
     }
+
+
+def _paired(before: dict, after: dict, key: str) -> dict | None:
+    """The 95% interval of after - before over the test problems (None for stage files written
+    before per-problem results were kept)."""
+    if key not in before or key not in after:
+        return None
+    return paired_difference(before[key], after[key])
+
+
+def _interval(interval: dict | None, of: str) -> str:
+    if interval is None:
+        return ""
+    return f"; {of}: 95% interval over problems {interval['low']:+.3f} to {interval['high']:+.3f}"
 
 
 def write_plots(report_dir: pathlib.Path, results: dict) -> dict[str, str]:
@@ -117,10 +135,13 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
         markdown_table([metrics_row("SFT", e["sft"]), metrics_row("RL", e["rl"])]),
         "",
         f"- RL lift in pass@1: **{g['pass1_lift']:+.3f}** (goal >= +{g['pass1_lift_goal']:.2f}: "
-        f"{'met' if g['pass1_lift_met'] else 'NOT met'})",
+        f"{'met' if g['pass1_lift_met'] else 'NOT met'}{_interval(g.get('pass1_lift_interval'), 'lift')})",
         f"- Inference-scaling gain (largest minus smallest budget): SFT {results['scaling']['gain']['sft']:+.3f}, "
         f"final RL {results['scaling']['gain']['rl']:+.3f} ({'met' if g['scaling_gain_met'] else 'NOT met'}: "
-        "RL's should be larger)",
+        f"RL's should be larger{_interval(g.get('scaling_gain_interval'), 'the difference')})",
+        "",
+        "The intervals are paired over the test problems: they show how much of a difference the "
+        "choice of problems and samples explains, not how much a retrained model would differ.",
         "",
         "## Inference scaling",
         "",
@@ -181,8 +202,19 @@ def summary_lines(results: dict, report_dir: pathlib.Path) -> list[str]:
         + ("met)" if g["pass1_lift_met"] else "not met)"),
         f"  scaling    gain SFT {gains['sft']:+.3f}   RL {gains['rl']:+.3f}   "
         f"({'RL scales better' if g['scaling_gain_met'] else 'RL does not scale better'})",
+        *_interval_lines(g),
         f"  time       {results['timing']['total_s'] / 60:.1f} min",
         f"  report     {report_dir / 'report.md'}",
+    ]
+
+
+def _interval_lines(goals: dict) -> list[str]:
+    lift, gain = goals.get("pass1_lift_interval"), goals.get("scaling_gain_interval")
+    if lift is None or gain is None:
+        return []
+    return [
+        f"  95% intervals over problems: lift {lift['low']:+.3f} to {lift['high']:+.3f}, "
+        f"RL's gain minus SFT's {gain['low']:+.3f} to {gain['high']:+.3f}"
     ]
 
 

@@ -106,3 +106,20 @@ def summarize(per_problem: Sequence[dict], ks: Sequence[int]) -> dict:
     out["length"] = length_stats([length for p in per_problem for length in p["lengths"]])
     out["truncated_rate"] = float(np.mean([bool(t) for p in per_problem for t in p["truncated"]]))
     return out
+
+
+def paired_difference(before: Sequence[float], after: Sequence[float], z: float = 1.96) -> dict:
+    """mean(after - before) over problems scored by both, its standard error and the normal
+    interval mean +- z * stderr (z = 1.96: 95%).
+
+    Pairing by problem removes the spread of problem difficulty that two independent means would
+    carry, so the interval says whether a difference measured on this split is more than the luck
+    of which samples were drawn; it says nothing about a retrained model (a second run of the
+    whole pipeline can differ by more)."""
+    if len(before) != len(after):
+        raise ValueError(f"paired values differ in count: {len(before)} and {len(after)}")
+    if len(before) < 2:
+        raise ValueError("a paired difference needs at least two problems")
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    mean, stderr = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+    return {"mean": mean, "stderr": stderr, "low": mean - z * stderr, "high": mean + z * stderr}

@@ -58,6 +58,9 @@ def scaling_curve(
         "accuracy": correct.mean(axis=0).tolist(),
         "mean_reasoning_tokens": used.mean(axis=0).tolist(),
         "trace_reasoning_tokens": float(np.mean([len(ids) for ids in reasoning])),
+        # per problem, right at the largest budget minus at the smallest (-1, 0 or 1): what a
+        # paired comparison of two models' gains needs
+        "gain_by_problem": (correct[:, -1].astype(int) - correct[:, 0].astype(int)).tolist(),
     }
 
 
