@@ -184,15 +184,24 @@ def _fmt(value: float | None, spec: str) -> str:
     return MISSING if value is None else format(value, spec)
 
 
+def _interval(results, key: str) -> str:
+    """' (low, high)': a paired 95% interval from results.json's goals, or nothing."""
+    low, high = _get(results, "goals", key, "low"), _get(results, "goals", key, "high")
+    return "" if low is None or high is None else f" ({low:+.3f}, {high:+.3f})"
+
+
 def _minutes(seconds: float | None) -> str:
     return MISSING if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def table(runs: Sequence[Run], out: str) -> str:
-    """A Markdown table of the runs' results.json (a missing file or field shows as '—')."""
+    """A Markdown table of the runs' results.json (a missing file or field shows as '—'). The lift
+    and the difference of scaling gains come with their paired 95% intervals where the demo
+    wrote them: a sweep's differences between runs are only as real as these intervals allow."""
     lines = [
-        "| run | overrides | SFT pass@1 | RL pass@1 | lift | scaling gain SFT | scaling gain RL | total time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| run | overrides | SFT pass@1 | RL pass@1 | lift (95%) | scaling gain SFT | scaling gain RL "
+        "| RL - SFT gain (95%) | total time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         r = read_results(results_path(out, run.name)) or {}
@@ -202,9 +211,10 @@ def table(runs: Sequence[Run], out: str) -> str:
             changes,
             _fmt(_get(r, "eval", "sft", "pass@1"), ".3f"),
             _fmt(_get(r, "eval", "rl", "pass@1"), ".3f"),
-            _fmt(_get(r, "goals", "pass1_lift"), "+.3f"),
+            _fmt(_get(r, "goals", "pass1_lift"), "+.3f") + _interval(r, "pass1_lift_interval"),
             _fmt(_get(r, "scaling", "gain", "sft"), ".3f"),
             _fmt(_get(r, "scaling", "gain", "rl"), ".3f"),
+            _fmt(_get(r, "goals", "scaling_gain_rl_over_sft"), "+.3f") + _interval(r, "scaling_gain_interval"),
             _minutes(_get(r, "timing", "total_s")),
         ]
         lines.append("| " + " | ".join(cells) + " |")

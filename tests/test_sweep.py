@@ -124,7 +124,11 @@ def test_table(tmp_path):
     full = {
         "eval": {"sft": {"pass@1": 0.125, "pass@4": 0.5}, "rl": {"pass@1": 0.375}},
         "scaling": {"gain": {"sft": 0.25, "rl": 0.0625}},
-        "goals": {"pass1_lift": 0.25},
+        "goals": {
+            "pass1_lift": 0.25,
+            "pass1_lift_interval": {"mean": 0.25, "low": 0.125, "high": 0.375},
+            "scaling_gain_rl_over_sft": -0.1875,
+        },
         "timing": {"total_s": 90.0},
     }
     partial = {"eval": {"sft": {"pass@1": 0.5}, "rl": {}}, "timing": {"total_s": None}}
@@ -133,11 +137,13 @@ def test_table(tmp_path):
         sweep.results_path(out, name).write_text(json.dumps(results))
     text = sweep.table(_runs(only=["base", "K=4", "entropy=off"]), out)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()[2:]]
-    assert rows[0] == ["base", "baseline", "0.125", "0.375", "+0.250", "0.250", "0.062", "1.5 min"]
-    assert rows[1] == ["K=4", "rl.samples_per_prompt=4", "0.500"] + ["—"] * 5
-    assert rows[2] == ["entropy=off", "rl.entropy_coef=0.0"] + ["—"] * 6
+    # an interval shows where results.json has one (here the lift's, not the gains')
+    lift = "+0.250 (+0.125, +0.375)"
+    assert rows[0] == ["base", "baseline", "0.125", "0.375", lift, "0.250", "0.062", "-0.188", "1.5 min"]
+    assert rows[1] == ["K=4", "rl.samples_per_prompt=4", "0.500"] + ["—"] * 6
+    assert rows[2] == ["entropy=off", "rl.entropy_coef=0.0"] + ["—"] * 7
     code, stdout, _ = _script("--table", "--out", out)
-    assert code == 0 and "| base | baseline | 0.125 | 0.375 | +0.250 |" in stdout
+    assert code == 0 and "| base | baseline | 0.125 | 0.375 | +0.250 (+0.125, +0.375) |" in stdout
     assert (tmp_path / "sweep.md").read_text() == stdout
 
 
