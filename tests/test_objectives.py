@@ -10,8 +10,8 @@ from t1jax.train.objectives import (
     kl_normalized_rewards,
     policy_loss,
     rloo_advantages,
-    sequence_kl,
     token_entropy,
+    token_kl,
 )
 
 
@@ -53,21 +53,17 @@ def test_kl_normalized_rewards():
     assert float(kl_normalized_rewards(rewards, kl, beta)[0, 0]) == pytest.approx(0.85)
 
 
-def test_sequence_kl_estimators_with_padding():
+def test_token_kl_estimators():
     rng = np.random.default_rng(0)
     logp, ref = -rng.random((3, 5)) * 3, -rng.random((3, 5)) * 3
-    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
-    k1 = [sum(logp[b, t] - ref[b, t] for t in range(5) if mask[b, t]) for b in range(3)]
-    k3 = [
-        sum(np.exp(ref[b, t] - logp[b, t]) - 1 - (ref[b, t] - logp[b, t]) for t in range(5) if mask[b, t])
-        for b in range(3)
-    ]
-    np.testing.assert_allclose(sequence_kl(logp, ref, mask, "k1"), k1, rtol=1e-5)
-    np.testing.assert_allclose(sequence_kl(logp, ref, mask, "k3"), k3, rtol=1e-5)
-    assert (np.asarray(sequence_kl(logp, ref, mask, "k3")) >= 0).all()
-    np.testing.assert_allclose(sequence_kl(logp, logp, mask, "k3"), 0.0, atol=1e-7)
+    k1 = [[logp[b, t] - ref[b, t] for t in range(5)] for b in range(3)]
+    k3 = [[np.exp(ref[b, t] - logp[b, t]) - 1 - (ref[b, t] - logp[b, t]) for t in range(5)] for b in range(3)]
+    np.testing.assert_allclose(token_kl(logp, ref, "k1"), k1, rtol=1e-5)
+    np.testing.assert_allclose(token_kl(logp, ref, "k3"), k3, rtol=1e-5)
+    assert (np.asarray(token_kl(logp, ref, "k3")) >= 0).all()
+    np.testing.assert_allclose(token_kl(logp, logp, "k3"), 0.0, atol=1e-7)
     with pytest.raises(ValueError, match="unknown KL estimator"):
-        sequence_kl(logp, ref, mask, "k2")
+        token_kl(logp, ref, "k2")
 
 
 def test_token_entropy_matches_reference_and_survives_extreme_logits():

@@ -8,7 +8,7 @@ from small_model import SMALL_MODEL, mesh_overrides
 
 from t1jax import config as config_lib
 from t1jax.model import forward
-from t1jax.train.objectives import policy_loss, sequence_kl
+from t1jax.train.objectives import policy_loss, token_kl
 from t1jax.train.rl_batch import RolloutGroups, build_batch, loss_weights, row_length, shaped_advantages
 from t1jax.train.rl_step import BATCH_KEYS, make_rl_step, make_score_fn
 from t1jax.train.state import layout_from_config
@@ -127,7 +127,7 @@ def test_packed_update_equals_one_sample_per_row(grad_accum, aggregation):
             log_probs = jax.nn.log_softmax(forward(layout.model_config, params, tokens[None, :-1])[0][0])
             out[i, :n] = np.asarray(log_probs)[np.arange(prompt_len - 1, len(tokens) - 1), tokens[prompt_len:]]
         old[i, :n], mask[i, :n] = groups.logprobs[i // K, i % K, :n], 1
-    kl_reference = np.asarray(sequence_kl(old, ref, mask, config.rl.kl_estimator)).reshape(P, K)
+    kl_reference = np.sum(np.asarray(token_kl(old, ref, config.rl.kl_estimator)) * mask, axis=-1).reshape(P, K)
     np.testing.assert_allclose(kl_packed, kl_reference, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(kl_unpacked, kl_reference, rtol=1e-4, atol=1e-5)
     per_sample = unpacked["advantage"][np.arange(P * K), 0]  # column 0 is each sample's first token

@@ -80,7 +80,7 @@ def batch_sharding(mesh: Mesh, rules: dict, ndim: int = 2) -> NamedSharding:
 
 def batch_shards(mesh: Mesh, rules: dict) -> int:
     """How many pieces the 'batch' rule splits a batch's rows into on this mesh."""
-    return math.prod(mesh.shape[axis] for axis in rules["batch"])
+    return math.prod(mesh.shape[axis] for axis in rules.get("batch", ()))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

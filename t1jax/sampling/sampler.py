@@ -206,10 +206,7 @@ class Sampler:
         """Prompt batches are padded to a multiple of the mesh's batch shards."""
         if self.layout is None:
             return 1
-        shards = 1
-        for axis in self.layout.rules.get("batch", ()):
-            shards *= self.layout.mesh.shape[axis]
-        return shards
+        return parallel.batch_shards(self.layout.mesh, self.layout.rules)
 
     def __call__(self, params, prompts: list[list[int]], key) -> SamplerOutput:
         if not prompts:

@@ -46,11 +46,6 @@ def token_kl(logp_BT, ref_logp_BT, estimator: str = "k1"):
     raise ValueError(f"unknown KL estimator {estimator!r} (use 'k1' or 'k3')")
 
 
-def sequence_kl(logp_BT, ref_logp_BT, mask_BT, estimator: str = "k1"):
-    """Per-sequence KL(pi || pi_ref) estimate: token_kl summed over the mask of each row."""
-    return jnp.sum(token_kl(logp_BT, ref_logp_BT, estimator) * jnp.asarray(mask_BT, jnp.float32), axis=-1)
-
-
 def token_entropy(logits_BTV):
     """Full-vocabulary entropy -sum_v p log p at every position, stable for extreme logits."""
     log_probs = jax.nn.log_softmax(jnp.asarray(logits_BTV, jnp.float32), axis=-1)
