@@ -22,4 +22,5 @@ def get_config():
     c.demo.drill_steps, c.demo.drill_batch_size = 3, 8
     ev = c.eval
     ev.num_problems, ev.num_samples, ev.max_new_tokens, ev.budgets, ev.answer_tokens = 6, 2, 16, "4,16", 8
+    ev.scaling_traces = 2
     return c

@@ -223,9 +223,14 @@ def validate(config) -> None:
     _require(s.patience >= 0 and s.min_improvement >= 0, "sft.patience and sft.min_improvement must be >= 0")
     ev = config.eval
     _require(ev.num_problems >= 0, f"eval.num_problems must be >= 0, got {ev.num_problems}")
-    for key in ("num_samples", "max_new_tokens", "answer_tokens", "batch_prompts"):
+    for key in ("num_samples", "max_new_tokens", "answer_tokens", "batch_prompts", "scaling_traces"):
         _require(ev[key] >= 1, f"eval.{key} must be >= 1, got {ev[key]}")
     _require(ev.temperature >= 0 and ev.scaling_temperature >= 0, "eval temperatures must be >= 0 (0: greedy)")
+    _require(
+        ev.scaling_temperature > 0 or ev.scaling_traces == 1,
+        "eval.scaling_temperature=0 (greedy) gives identical traces: "
+        f"set eval.scaling_traces=1, not {ev.scaling_traces}",
+    )
     _require(
         ev.temperature > 0 or ev.num_samples == 1,
         f"eval.temperature=0 (greedy) gives identical samples: set eval.num_samples=1, not {ev.num_samples}",

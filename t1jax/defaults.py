@@ -164,7 +164,8 @@ def base_config() -> ml_collections.ConfigDict:
     ev.top_p = 1.0
     ev.max_new_tokens = 160
     ev.budgets = "4,8,16,32,64,128"  # inference-scaling reasoning budgets in tokens; "": no curve
-    ev.scaling_temperature = 0.0  # how the one reasoning trace per problem is drawn (0: greedy)
+    ev.scaling_temperature = 0.0  # how the reasoning traces are drawn (0: greedy)
+    ev.scaling_traces = 1  # reasoning traces per problem for the scaling curve (> 1 needs a temperature)
     ev.answer_tokens = 32  # greedy tokens decoded after the answer-forcing suffix
     ev.batch_prompts = 64  # prompts per sampler call (bounds the KV cache)
 

@@ -61,6 +61,8 @@ def test_bad_overrides_name_the_key(override, expected):
         ({"eval.budgets": "16,8"}, "eval.budgets must be distinct positive increasing"),
         ({"eval.budgets": "8,256", "eval.max_new_tokens": 128}, "largest eval.budgets entry (256) exceeds"),
         ({"eval.temperature": 0.0, "eval.num_samples": 4}, "set eval.num_samples=1"),
+        ({"eval.scaling_traces": 4}, "set eval.scaling_traces=1, not 4"),
+        ({"eval.scaling_traces": 0, "eval.scaling_temperature": 1.0}, "eval.scaling_traces must be >= 1, got 0"),
         ({"sft.patience": -1}, "sft.patience and sft.min_improvement must be >= 0"),
         ({"sampling.stage_tokens": -4}, "sampling.stage_tokens must be >= 0"),
         ({"sft.retry_prob": 1.0}, "sft.retry_prob must be in [0, 1)"),

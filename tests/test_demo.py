@@ -64,6 +64,8 @@ def test_tiny_demo_writes_the_whole_report(tiny_demo):
     assert list(scaling["curves"]) == ["SFT", "RL 2/4", "RL 4/4"]  # demo.rl_checkpoints = 2 of 4 RL steps
     for curve in scaling["curves"].values():
         assert len(curve["accuracy"]) == 2 and curve["gain"] == curve["accuracy"][-1] - curve["accuracy"][0]
+        assert curve["traces_per_problem"] == 2  # sampled, as eval.scaling_traces asks
+        assert sum(curve["gain_by_problem"]) / 6 == pytest.approx(curve["gain"])
     goals = results["goals"]
     assert goals["pass1_lift"] == pytest.approx(results["eval"]["rl"]["pass@1"] - results["eval"]["sft"]["pass@1"])
     assert goals["pass1_lift_met"] == (goals["pass1_lift"] >= 0.2)

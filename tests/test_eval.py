@@ -112,7 +112,7 @@ def test_truncation_never_cuts_inside_the_answer_and_accuracy_follows_the_budget
         ))  # fmt: skip
     model = RecordingModel(tokenizer)
     budgets = [1, 4, 1000]
-    curve = scaling_curve(suite, tokenizer, traces, model, budgets)
+    curve = scaling_curve(suite, tokenizer, [[t] for t in traces], model, budgets)
     assert len(model.prompts) == len(budgets) * len(suite.problems)
     assert model.lengths == sorted(model.lengths)  # asked shortest first; the curve maps answers back
     for text in model.prompts:
@@ -130,7 +130,35 @@ def test_truncation_never_cuts_inside_the_answer_and_accuracy_follows_the_budget
 
 def test_scaling_rejects_bad_budgets(tokenizer):
     suite = TaskSuite("linear_equation", "test", 1)
-    trace = [Generation("Try: x = 1", 5, True)]
+    trace = [[Generation("Try: x = 1", 5, True)]]
     for budgets in ([], [8, 4], [4, 4]):
         with pytest.raises(ValueError, match="budgets"):
             scaling_curve(suite, tokenizer, trace, RecordingModel(tokenizer), budgets)
+
+
+def test_scaling_with_several_traces_averages_them_per_problem(tokenizer):
+    suite = TaskSuite("linear_equation", "test", 4)
+    xs = [int(p["answer"]) for p in suite.problems]
+    wrong = [x + 5 for x in xs]  # never the answer
+
+    def trace(first, last):  # a try the fake answers with at budget 1 (none visible: "0"), then another
+        return Generation(f"Try: x = {first}\nWrong.\nTry: x = {last}\nCorrect.\n{FINAL_ANSWER} {last}", 30, False)
+
+    # problem i: three traces; trace k ends at the answer for k < i (capped at 3), else at a wrong value
+    traces = [[trace(w, x if k < min(i, 3) else w) for k in range(3)] for i, (x, w) in enumerate(zip(xs, wrong))]
+    model = RecordingModel(tokenizer)
+    curve = scaling_curve(suite, tokenizer, traces, model, [1, 1000])
+    assert len(model.prompts) == 2 * 3 * len(suite.problems)
+    assert curve["traces_per_problem"] == 3
+    zero = [x == 0 for x in xs]  # at budget 1 the fake answers 0
+    right_full = [min(i, 3) / 3 for i in range(4)]  # problem i: min(i, 3) of its 3 traces
+    assert curve["accuracy"] == pytest.approx([sum(zero) / 4, sum(right_full) / 4])
+    assert curve["gain_by_problem"] == pytest.approx([r - z for r, z in zip(right_full, zero)])
+
+
+def test_scaling_needs_as_many_traces_for_every_problem(tokenizer):
+    suite = TaskSuite("linear_equation", "test", 2)
+    one = Generation("Try: x = 1", 5, True)
+    for traces in ([[one], [one, one]], [[], []], [[one]]):
+        with pytest.raises(ValueError, match="traces"):
+            scaling_curve(suite, tokenizer, traces, RecordingModel(tokenizer), [4])

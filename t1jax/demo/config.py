@@ -44,5 +44,11 @@ def demo_config():
     ev.num_problems, ev.num_samples = 200, 4
     ev.max_new_tokens = 128
     ev.budgets = "4,8,16,32,64,128"
+    # Scaling curves from the 4 traces per problem that pass@1 samples (same temperature, same
+    # seed), not one greedy trace: a greedy trace flips with the smallest change to the weights
+    # (two SFT runs that differed in float rounding alone: 0.500 and 0.340 right at 128 tokens,
+    # with sampled pass@1 0.297 and 0.300), so one greedy curve per model decided by luck which
+    # model scaled better.
+    ev.scaling_temperature, ev.scaling_traces = ev.temperature, ev.num_samples
     c.sampling.max_prompt_len = 64
     return c

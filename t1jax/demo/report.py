@@ -79,6 +79,17 @@ def _paired(before: dict, after: dict, key: str) -> dict | None:
     return paired_difference(before[key], after[key])
 
 
+def _traces_drawn(ev: dict) -> str:
+    n, temperature = ev.get("scaling_traces", 1), ev["scaling_temperature"]
+    if n == 1:
+        how = "greedy" if temperature == 0 else f"sampled (temperature {temperature:g})"
+        return f"Each problem's one {how} reasoning trace is"
+    return (
+        f"Each problem's {n} reasoning traces, sampled at temperature {temperature:g}"
+        " (accuracy: the share of traces answered right), are"
+    )
+
+
 def _interval(interval: dict | None, of: str) -> str:
     if interval is None:
         return ""
@@ -145,8 +156,8 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
         "",
         "## Inference scaling",
         "",
-        "Each greedy reasoning trace is cut after B tokens, the answer is forced with the suffix "
-        "`Final answer:` and decoded greedily; no verifier.",
+        f"{_traces_drawn(results['config']['eval'])} cut after B tokens, the answer is forced with the suffix "
+        "`Final answer:` and decoded greedily, and graded; no verifier.",
         "",
         markdown_table(scaling_rows(results["scaling"]["curves"])),
         "",

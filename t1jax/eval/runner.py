@@ -68,11 +68,19 @@ class RunEvaluator:
     def scaling(self, run_dir: str, step: int | None = None, label: str = "scaling") -> dict:
         ev = self.config.eval
         params, _ = load_policy(self.config, run_dir, step, self.layout)
-        traces = self._generator(params, ev.scaling_temperature, 1, self.budgets[-1], self.max_prompt_len, label)
-        answer_prompt_len = self.max_prompt_len + self.budgets[-1] + ANSWER_MARGIN
-        answers = self._generator(params, 0.0, 1, ev.answer_tokens, answer_prompt_len, label)
-        drawn = [row[0] for row in traces([p["prompt"] for p in self.suite.problems], 1)]
-        curve = scaling_curve(self.suite, self.tokenizer, drawn, answers.continue_ids, self.budgets)
+        n = ev.scaling_traces
+        traces = self._generator(params, ev.scaling_temperature, n, self.budgets[-1], self.max_prompt_len, label)
+        drawn = traces([p["prompt"] for p in self.suite.problems], n)
+
+        def continue_ids(prompts: list[list[int]]):
+            # Re-encoding a cut trace with the suffix can take a few more tokens than the budget
+            # (a cut inside a word): the room comes from the prompts themselves, in steps of
+            # ANSWER_MARGIN so that few prompt lengths compile.
+            room = self.max_prompt_len + self.budgets[-1] + ANSWER_MARGIN
+            room = max(room, -(-max(map(len, prompts)) // ANSWER_MARGIN) * ANSWER_MARGIN)
+            return self._generator(params, 0.0, 1, ev.answer_tokens, room, label).continue_ids(prompts)
+
+        curve = scaling_curve(self.suite, self.tokenizer, drawn, continue_ids, self.budgets)
         return {**curve, "gain": scaling_gain(curve)}
 
 

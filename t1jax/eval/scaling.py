@@ -1,7 +1,9 @@
 """Inference scaling without a verifier (T1_RECIPE.md section 3).
 
 For each token budget B: cut every reasoning trace after B tokens, append the answer-forcing
-suffix, decode the answer greedily and grade it. The reasoning of a trace is everything before
+suffix, decode the answer greedily and grade it. A problem may have several traces (sampled):
+its accuracy at B is then the share of them answered right, which varies far less from one
+training run to the next than a single greedy trace does. The reasoning of a trace is everything before
 its first answer marker, so a cut never lands inside an answer the model already wrote, and the
 suffix is appended whole, after the cut.
 """
@@ -32,18 +34,28 @@ def forced_prompts(
 
 
 def scaling_curve(
-    suite: Suite, tokenizer: Tokenizer, traces: list[Generation], continue_ids: ContinueIds, budgets: list[int]
+    suite: Suite,
+    tokenizer: Tokenizer,
+    traces: list[list[Generation]],
+    continue_ids: ContinueIds,
+    budgets: list[int],
 ) -> dict:
-    """Accuracy at each budget of one model, from one reasoning trace per problem of `suite`."""
+    """Accuracy at each budget of one model, from the same number of reasoning traces for every
+    problem of `suite` (traces[i]: problem i's); with several, accuracy is the mean over them."""
     if len(traces) != len(suite.problems):
-        raise ValueError(f"{len(traces)} traces for {len(suite.problems)} problems")
+        raise ValueError(f"traces for {len(traces)} problems, the suite has {len(suite.problems)}")
+    n = len(traces[0]) if traces else 0
+    if n < 1 or any(len(row) != n for row in traces):
+        counts = sorted({len(row) for row in traces})
+        raise ValueError(f"every problem needs the same number (>= 1) of traces, got counts {counts}")
     if not budgets or any(b < 0 for b in budgets) or sorted(set(budgets)) != list(budgets):
         raise ValueError(f"budgets must be distinct non-negative increasing token counts, got {budgets}")
-    reasoning = [tokenizer.encode(reasoning_of(t.text, suite.answer_marker)) for t in traces]
+    reasoning = [[tokenizer.encode(reasoning_of(t.text, suite.answer_marker)) for t in row] for row in traces]
     prompts, items = [], []
-    for i, (problem, ids) in enumerate(zip(suite.problems, reasoning)):
-        prompts += forced_prompts(tokenizer, problem["prompt"], ids, budgets, suite.forcing_suffix)
-        items += [i] * len(budgets)
+    for i, (problem, rows) in enumerate(zip(suite.problems, reasoning)):
+        for ids in rows:
+            prompts += forced_prompts(tokenizer, problem["prompt"], ids, budgets, suite.forcing_suffix)
+            items += [i] * len(budgets)
     # Shortest first: a sampler call pads its prompts to the longest of them, so prompts of similar
     # length together prefill ~3x fewer positions than budgets mixed in every call.
     order = sorted(range(len(prompts)), key=lambda j: len(prompts[j]))
@@ -51,16 +63,17 @@ def scaling_curve(
     for j, answer in zip(order, continue_ids([prompts[j] for j in order])):
         answers[j] = answer
     correct = np.array(suite.grade(items, [suite.forcing_suffix + a.text for a in answers]), bool)
-    correct = correct.reshape(len(traces), len(budgets))
-    used = np.array([[min(b, len(ids)) for b in budgets] for ids in reasoning], float)
+    correct = correct.reshape(len(traces), n, len(budgets))
+    used = np.array([[[min(b, len(ids)) for b in budgets] for ids in rows] for rows in reasoning], float)
     return {
         "budgets": list(budgets),
-        "accuracy": correct.mean(axis=0).tolist(),
-        "mean_reasoning_tokens": used.mean(axis=0).tolist(),
-        "trace_reasoning_tokens": float(np.mean([len(ids) for ids in reasoning])),
-        # per problem, right at the largest budget minus at the smallest (-1, 0 or 1): what a
-        # paired comparison of two models' gains needs
-        "gain_by_problem": (correct[:, -1].astype(int) - correct[:, 0].astype(int)).tolist(),
+        "traces_per_problem": n,
+        "accuracy": correct.mean(axis=(0, 1)).tolist(),
+        "mean_reasoning_tokens": used.mean(axis=(0, 1)).tolist(),
+        "trace_reasoning_tokens": float(np.mean([len(ids) for rows in reasoning for ids in rows])),
+        # per problem, the share of its traces right at the largest budget minus at the smallest
+        # (in [-1, 1]): what a paired comparison of two models' gains needs
+        "gain_by_problem": (correct[:, :, -1].mean(axis=1) - correct[:, :, 0].mean(axis=1)).tolist(),
     }
 
 
