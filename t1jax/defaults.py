@@ -67,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
     o.b2 = 0.95
     o.eps = 1e-8
     o.grad_clip_norm = 1.0
+    o.trainable = ""  # regex over parameter names (e.g. "blocks.3."): only those train; "": all
 
     # Supervised fine-tuning.
     c.sft = s = ml_collections.ConfigDict()
@@ -127,6 +128,7 @@ def base_config() -> ml_collections.ConfigDict:
     rl.max_new_tokens = 128
     rl.learning_rate = 1e-4
     rl.warmup_steps = 5
+    rl.trainable = ""  # regex over parameter names: RL updates only those (optim.trainable for RL); "": all
     rl.grad_accum_steps = 1
     rl.num_passes = 1  # optimizer passes over each batch (> 1: PPO-style clipping matters)
     rl.minibatches = 1  # optimizer updates per pass

@@ -20,10 +20,10 @@ def load_run(config):
     tokenizer = Tokenizer.load(config.sft.tokenizer_path or str(workdir / "tokenizer.model"))
     layout = layout_from_config(config, config.sft.num_steps)
     with Checkpointer(str(workdir / "checkpoints"), create=False) as checkpointer:
-        restored = checkpointer.restore(layout.abstract_state())
-    if restored is None:
+        params = checkpointer.restore_params(layout.abstract_state().params)
+    if params is None:
         raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}; train first (t1jax sft)")
-    return tokenizer, restored[0].params, layout
+    return tokenizer, params, layout
 
 
 def run_sample(config, prompts: list[str], num_samples: int | None = None) -> list[dict]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -96,3 +97,39 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path, sft_dir):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["start_step"] >= 2
     assert _stream(killed_dir) == _stream(tmp_path / "full")
+
+
+def test_rl_with_trainable_parameters_moves_only_those_and_resumes(tmp_path, sft_dir):
+    """rl.trainable: the other parameters keep the SFT values bit for bit, a run resumes from its
+    (masked) optimizer state, and every reader of checkpoints (eval, sample) loads the policy."""
+    from t1jax import config as config_lib
+    from t1jax.eval.policies import load_policy
+    from t1jax.sample_command import load_run
+
+    workdir = tmp_path / "rl"
+    command = [*_command(workdir, sft_dir, steps=2), r"--config.rl.trainable=blocks\.1\.mlp\."]
+    first = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = subprocess.run(
+        [*command, "--config.rl.num_steps=4"], env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout)["start_step"] == 2
+
+    config = config_lib.load(str(ROOT / "configs" / "tiny.py"), {"run.workdir": str(workdir)})
+    before, _ = load_policy(config, str(sft_dir))
+    after, _ = load_policy(config, str(workdir))
+    moved = {
+        name: not np.array_equal(np.asarray(a), np.asarray(b))
+        for name, a, b in zip(_names(before), jax.tree.leaves(after), jax.tree.leaves(before))
+    }
+    assert {name for name, m in moved.items() if m} == {"blocks.1.mlp.down", "blocks.1.mlp.gate", "blocks.1.mlp.up"}
+    _, sampled_params, _ = load_run(config)  # `t1jax sample` reads an RL run too
+    for a, b in zip(jax.tree.leaves(sampled_params), jax.tree.leaves(after)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _names(params):
+    from t1jax.train.optimizer import param_name
+
+    return [param_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]

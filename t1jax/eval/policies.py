@@ -19,15 +19,10 @@ def load_policy(config, run_dir: str, step: int | None = None, layout=None):
     layout = layout or layout_from_config(config, 1)
     directory = pathlib.Path(run_dir) / "checkpoints"
     with Checkpointer(str(directory), create=False) as checkpointer:
-        if checkpointer.latest_step() is None:
-            raise CheckpointError(f"no checkpoint in {directory}")
-        abstract = layout.abstract_state()
-        try:
-            restored = checkpointer.restore({"policy": abstract, "anchor": abstract.params}, step)
-            return restored[0]["policy"].params, layout
-        except CheckpointError:
-            restored = checkpointer.restore(abstract, step)
-            return restored[0].params, layout
+        params = checkpointer.restore_params(layout.abstract_state().params, step)
+    if params is None:
+        raise CheckpointError(f"no checkpoint in {directory}")
+    return params, layout
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:

@@ -67,8 +67,15 @@ def optimizer_shardings(tx: optax.GradientTransformation, abstract_params, param
     """
     abstract_state = jax.eval_shape(tx.init, abstract_params)
     replicated = NamedSharding(mesh, PartitionSpec())
+    # a frozen parameter (optim.trainable) has an empty MaskedNode where its moments would be
+    masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731
     return optax.tree_map_params(
-        tx, lambda _, sharding: sharding, abstract_state, param_shardings, transform_non_params=lambda _: replicated
+        tx,
+        lambda value, sharding: value if masked(value) else sharding,
+        abstract_state,
+        param_shardings,
+        transform_non_params=lambda _: replicated,
+        is_leaf=masked,
     )
 
 

@@ -63,6 +63,39 @@ class Checkpointer:
             ) from e
         return restored.state, dict(restored.data or {})
 
+    def restore_params(self, abstract_params, step: int | None = None):
+        """The policy's parameters alone at `step` (default: latest), from an SFT checkpoint (a train
+        state) or an RL one ({"policy": train state, "anchor": params}), placed with the shardings
+        of `abstract_params`. The optimizer state is not read, so it may have any form (another
+        optimizer, frozen parameters). None if there is no checkpoint."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        if step not in self.all_steps():
+            raise CheckpointError(f"{self.directory} has no step {step} (steps: {self.all_steps()})")
+        errors = []
+        for where in (("policy", "params"), ("params",)):  # RL, then SFT
+            target = abstract_params
+            for key in reversed(where):
+                target = {key: target}
+            restore = ocp.args.PyTreeRestore(
+                target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
+            )
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(state=restore)).state
+            except Exception as e:  # Orbax raises many types
+                errors.append(f"as {'.'.join(where)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                continue
+            for key in where:
+                restored = restored[key]
+            # a partial restore hands back the target's placeholders for what is not on disk
+            if all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(restored)):
+                return restored
+            errors.append(f"as {'.'.join(where)}: not in the checkpoint")
+        raise CheckpointError(
+            f"could not restore the parameters of step {step} from {self.directory}; " + "; ".join(errors)
+        )
+
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are on disk."""
         self._manager.wait_until_finished()
@@ -78,17 +111,17 @@ class Checkpointer:
 
 
 def restore_params(run_dir: str, abstract_state, key: str):
-    """The parameters of the latest checkpoint in `run_dir`, another run's workdir, placed with the
-    shardings of `abstract_state`; that run's optimizer state is dropped. Errors name the config
+    """The parameters of the latest checkpoint in `run_dir`, another run's workdir (SFT or RL),
+    placed with the shardings of `abstract_state`; that run's optimizer state is not read. Errors name the config
     key `key` (e.g. "rl.init_from") that pointed there."""
     source = pathlib.Path(run_dir) / "checkpoints"
     if not source.is_dir():
         raise CheckpointError(f"{key}={run_dir}: no checkpoint directory {source}")
     with Checkpointer(str(source), create=False) as checkpoint:
-        restored = checkpoint.restore(abstract_state)
-    if restored is None:
+        params = checkpoint.restore_params(abstract_state.params)
+    if params is None:
         raise CheckpointError(f"{key}={run_dir}: no checkpoint in {source}")
-    return restored[0].params
+    return params
 
 
 def _has_foreign_entries(directory: pathlib.Path) -> bool:

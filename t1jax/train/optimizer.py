@@ -1,8 +1,14 @@
-"""AdamW with linear warmup, cosine decay and global-norm clipping."""
+"""AdamW with linear warmup, cosine decay and global-norm clipping, optionally on a subset of
+the parameters (the rest frozen)."""
 
 from __future__ import annotations
 
+import re
+
+import jax
 import optax
+
+from t1jax.errors import ConfigError
 
 
 def learning_rate_schedule(optim_config, total_steps: int) -> optax.Schedule:
@@ -18,8 +24,34 @@ def learning_rate_schedule(optim_config, total_steps: int) -> optax.Schedule:
     )
 
 
-def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformation:
+def param_name(path) -> str:
+    """A parameter's dotted name, e.g. 'blocks.3.mlp.down' (what `trainable` patterns match)."""
+    return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def trainable_labels(params, pattern: str, what: str = "optim.trainable"):
+    """'train' for every parameter whose dotted name the regex `pattern` matches (re.search), else
+    'freeze'; an error if it matches none."""
+    regex = re.compile(pattern)
+    labels = jax.tree_util.tree_map_with_path(
+        lambda path, _: "train" if regex.search(param_name(path)) else "freeze", params
+    )
+    if "train" not in jax.tree.leaves(labels):
+        names = [param_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        shown = ", ".join(names if len(names) <= 6 else [*names[:3], "...", *names[-2:]])
+        raise ConfigError(f"{what}='{pattern}' matches no parameter (re.search over names such as {shown})")
+    return labels
+
+
+def make_optimizer(optim_config, total_steps: int, labels=None) -> optax.GradientTransformation:
+    """The optimizer; with `labels` (trainable_labels of the parameters) only the 'train' ones are
+    updated, the others keep their values (and get no optimizer state)."""
     o = optim_config
     schedule = learning_rate_schedule(o, total_steps)
     clip = optax.clip_by_global_norm(o.grad_clip_norm) if o.grad_clip_norm > 0 else optax.identity()
-    return optax.chain(clip, optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay))
+    tx = optax.chain(clip, optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay))
+    if labels is None:
+        return tx
+    # labels as a tree, not a function of the params: optax.tree_map_params (the optimizer state's
+    # shardings) calls init on placeholders that have no names
+    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)

@@ -44,7 +44,11 @@ class RLRun:
         self.tokenizer = self._tokenizer()
         self.task = task_from_config(config, r.task)
         updates = r.num_steps * r.num_passes * r.minibatches
-        rl_optim = {"optim.learning_rate": r.learning_rate, "optim.warmup_steps": r.warmup_steps}
+        rl_optim = {
+            "optim.learning_rate": r.learning_rate,
+            "optim.warmup_steps": r.warmup_steps,
+            "optim.trainable": r.trainable,
+        }
         self.layout = layout_from_config(with_overrides(config, rl_optim), updates)
         self.groups_per_update = r.prompts_per_step // r.minibatches
         self.samples_kept = r.keep_per_prompt or r.samples_per_prompt

@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 
 from t1jax import model as model_lib
 from t1jax import parallel
-from t1jax.train.optimizer import make_optimizer
+from t1jax.train.optimizer import make_optimizer, trainable_labels
 
 
 @struct.dataclass
@@ -54,10 +54,11 @@ def _fresh_state(model_config, tx, seed) -> TrainState:
 def layout_from_config(config, total_steps: int, devices=None) -> StateLayout:
     """The mesh, sharding rules, optimizer and model of a t1jax config, as one layout."""
     mesh = parallel.make_mesh(config.mesh, devices)
-    tx = make_optimizer(config.optim, total_steps)
-    return make_layout(
-        model_lib.ModelConfig.from_config(config.model), tx, mesh, parallel.rules_table(config.mesh.rules)
-    )
+    model_config = model_lib.ModelConfig.from_config(config.model)
+    pattern = config.optim.trainable
+    labels = trainable_labels(model_lib.abstract_params(model_config), pattern) if pattern else None
+    tx = make_optimizer(config.optim, total_steps, labels)
+    return make_layout(model_config, tx, mesh, parallel.rules_table(config.mesh.rules))
 
 
 def make_layout(model_config, tx, mesh: Mesh, rules: dict) -> StateLayout:
