@@ -93,6 +93,6 @@ def test_a_trainable_pattern_updates_only_the_matching_parameters_with_adamw():
 
 def test_a_trainable_pattern_that_matches_nothing_names_the_parameters():
     params = {"blocks": [{"mlp": {"up": jnp.zeros((2, 2))}}], "embed": jnp.zeros((3, 2))}
-    expected = re.escape(r"optim.trainable='blocks\.7' matches no parameter") + r".*blocks\.0\.mlp\.up, embed"
+    expected = re.escape(r"(rl.trainable in RL) 'blocks\.7' matches no parameter") + r".*blocks\.0\.mlp\.up, embed"
     with pytest.raises(ConfigError, match=expected):
         trainable_labels(params, r"blocks\.7")

@@ -3,9 +3,9 @@
 For each token budget B: cut every reasoning trace after B tokens, append the answer-forcing
 suffix, decode the answer greedily and grade it. A problem may have several traces (sampled):
 its accuracy at B is then the share of them answered right, which varies far less from one
-training run to the next than a single greedy trace does. The reasoning of a trace is everything before
-its first answer marker, so a cut never lands inside an answer the model already wrote, and the
-suffix is appended whole, after the cut.
+training run to the next than a single greedy trace does. The reasoning of a trace is everything
+before its first answer marker, so a cut never lands inside an answer the model already wrote,
+and the suffix is appended whole, after the cut.
 """
 
 from __future__ import annotations

@@ -112,8 +112,8 @@ class Checkpointer:
 
 def restore_params(run_dir: str, abstract_state, key: str):
     """The parameters of the latest checkpoint in `run_dir`, another run's workdir (SFT or RL),
-    placed with the shardings of `abstract_state`; that run's optimizer state is not read. Errors name the config
-    key `key` (e.g. "rl.init_from") that pointed there."""
+    placed with the shardings of `abstract_state`; that run's optimizer state is not read. Errors
+    name the config key `key` (e.g. "rl.init_from") that pointed there."""
     source = pathlib.Path(run_dir) / "checkpoints"
     if not source.is_dir():
         raise CheckpointError(f"{key}={run_dir}: no checkpoint directory {source}")

@@ -29,7 +29,7 @@ def param_name(path) -> str:
     return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
-def trainable_labels(params, pattern: str, what: str = "optim.trainable"):
+def trainable_labels(params, pattern: str):
     """'train' for every parameter whose dotted name the regex `pattern` matches (re.search), else
     'freeze'; an error if it matches none."""
     regex = re.compile(pattern)
@@ -39,7 +39,10 @@ def trainable_labels(params, pattern: str, what: str = "optim.trainable"):
     if "train" not in jax.tree.leaves(labels):
         names = [param_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
         shown = ", ".join(names if len(names) <= 6 else [*names[:3], "...", *names[-2:]])
-        raise ConfigError(f"{what}='{pattern}' matches no parameter (re.search over names such as {shown})")
+        raise ConfigError(
+            f"optim.trainable (rl.trainable in RL) '{pattern}' matches no parameter "
+            f"(re.search over names such as {shown})"
+        )
     return labels
 
 
