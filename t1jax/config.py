@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import pathlib
+import re
 from collections.abc import Iterable, Mapping
 
 import ml_collections
@@ -221,6 +222,11 @@ def validate(config) -> None:
     )
     _require(config.run.log_every > 0 and s.eval_every > 0, "run.log_every and sft.eval_every must be positive")
     _require(s.patience >= 0 and s.min_improvement >= 0, "sft.patience and sft.min_improvement must be >= 0")
+    for key, pattern in (("optim.trainable", config.optim.trainable), ("rl.trainable", r.trainable)):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"{key} must be a regular expression over parameter names: {pattern!r}: {e}") from None
     ev = config.eval
     _require(ev.num_problems >= 0, f"eval.num_problems must be >= 0, got {ev.num_problems}")
     for key in ("num_samples", "max_new_tokens", "answer_tokens", "batch_prompts", "scaling_traces"):

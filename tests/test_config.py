@@ -72,6 +72,8 @@ def test_bad_overrides_name_the_key(override, expected):
         ({"demo.drill_learning_rate": 0.0}, "demo.drill_learning_rate must be > 0"),
         ({"demo.drill_batch_size": 0}, "demo.drill_batch_size must be >= 1"),
         ({"rl.pack_factor": 0}, "rl.pack_factor must be >= 1, got 0"),
+        ({"rl.trainable": "blocks.[3"}, "rl.trainable must be a regular expression over parameter names"),
+        ({"optim.trainable": "(norm"}, "optim.trainable must be a regular expression over parameter names"),
         ({"task_knobs": "max_numbers"}, "task knobs must look like 'name=value"),
     ],
 )
