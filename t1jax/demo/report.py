@@ -90,10 +90,12 @@ def _traces_drawn(ev: dict) -> str:
     )
 
 
+def _span(interval: dict) -> str:
+    return f"{interval['low']:+.3f} to {interval['high']:+.3f}"
+
+
 def _interval(interval: dict | None, of: str) -> str:
-    if interval is None:
-        return ""
-    return f"; {of}: 95% interval over problems {interval['low']:+.3f} to {interval['high']:+.3f}"
+    return "" if interval is None else f"; {of}: 95% interval over problems {_span(interval)}"
 
 
 def write_plots(report_dir: pathlib.Path, results: dict) -> dict[str, str]:
@@ -223,10 +225,7 @@ def _interval_lines(goals: dict) -> list[str]:
     lift, gain = goals.get("pass1_lift_interval"), goals.get("scaling_gain_interval")
     if lift is None or gain is None:
         return []
-    return [
-        f"  95% intervals over problems: lift {lift['low']:+.3f} to {lift['high']:+.3f}, "
-        f"RL's gain minus SFT's {gain['low']:+.3f} to {gain['high']:+.3f}"
-    ]
+    return [f"  95% intervals over problems: lift {_span(lift)}, RL's gain minus SFT's {_span(gain)}"]
 
 
 def write_report(demo, sft: dict, rl: dict, evals: dict, scaling: dict, drills: dict | None = None) -> dict:
