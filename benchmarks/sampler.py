@@ -1,8 +1,9 @@
 """Sampler throughput: the KV-cache sampler against a recompute-everything sampler, this
 machine's float32 matmul peak and Hugging Face `generate`, all measured in one run.
 
-Figures (demo model shape, random weights, prompts of 32 tokens, no stop token so every
-sample runs to the limit):
+Figures (the base config's model, or with --model demo the smaller one that `t1jax demo` trains
+and samples in its RL; random weights, prompts of 32 tokens, no stop token so every sample runs to
+the limit):
   - t1jax tokens/s for batch {64, 256} x new tokens {128, 512}, with achieved FLOP/s
     (2 * matmul weights + 4 * layers * heads * head_dim * context, per generated token) as a
     fraction of the matmul peak; at batch 64 also the same sampler decoding in one stage
@@ -27,7 +28,7 @@ sample runs to the limit):
 
 Every configuration prints a line to stderr when it starts and when it ends.
 
-Run:  python benchmarks/sampler.py [--quick]
+Run:  python benchmarks/sampler.py [--quick] [--model demo]
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import numpy as np
 from common import llama_config, machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script's directory)
 
 from t1jax import config as config_lib
+from t1jax.demo.config import demo_config
 from t1jax.model import ModelConfig, forward, init_params
 from t1jax.sampling import Sample, Sampler, choose
 from t1jax.train.state import layout_from_config
@@ -56,8 +58,10 @@ from t1jax.train.state import layout_from_config
 PROMPT_LEN = 32
 
 
-def demo_model() -> ModelConfig:
-    return ModelConfig.from_config(config_lib.load().model)
+def load_config(model: str, overrides: dict | None = None):
+    """The config whose model is benchmarked: "default" (the base config's model, the shape the
+    goals were set at) or "demo" (the model `t1jax demo` trains and samples in its RL)."""
+    return config_lib.load(None, overrides or {}, default=demo_config if model == "demo" else None)
 
 
 def decode_flops_per_token(mc: ModelConfig, context: float) -> float:
@@ -131,11 +135,11 @@ def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float, stage_toke
     }
 
 
-def bench_host_mesh(mc, params, peak: float, batch: int = 64, new_tokens: int = 128) -> dict:
+def bench_host_mesh(model: str, mc, params, peak: float, batch: int = 64, new_tokens: int = 128) -> dict:
     """The sampler on a data-parallel mesh over all host devices (see the module docstring)."""
     if jax.default_backend() != "cpu" or jax.device_count() == 1:
         return {"skipped": f"needs several CPU devices; have {jax.device_count()} {jax.default_backend()} device(s)"}
-    layout = layout_from_config(config_lib.load(None, {"mesh.data": -1, "mesh.fsdp": 1}), total_steps=1)
+    layout = layout_from_config(load_config(model, {"mesh.data": -1, "mesh.fsdp": 1}), total_steps=1)
     sharded = jax.device_put(params, layout.shardings.params)
     row = bench_t1jax(mc, sharded, batch, new_tokens, peak, layout=layout)
     return {"devices": jax.device_count(), "mesh": dict(layout.mesh.shape), **row}
@@ -241,8 +245,14 @@ def bench_transformers(mc, batch: int, new_tokens: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 64 x 128 new tokens only")
+    parser.add_argument(
+        "--model",
+        choices=("default", "demo"),
+        default="default",
+        help="default: the base config's model (d_model 256, 8/4 heads); demo: the demo's (d_model 128, 4/2 heads)",
+    )
     args = parser.parse_args(argv)
-    mc = demo_model()
+    mc = ModelConfig.from_config(load_config(args.model).model)
     params = jax.jit(init_params, static_argnums=(0, 1))(mc, 0)
     peak = matmul_peak(2048)["flops_per_s"]
     grid = [(64, 128)] if args.quick else [(64, 128), (64, 512), (256, 128), (256, 512)]
@@ -274,7 +284,7 @@ def main(argv=None) -> None:
         log(f"  {oversampling[-1]['over_distinct_prompts']:.2f}x")
     log(f"t1jax sampler on a mesh of {jax.device_count()} host devices: batch 64, 128 new tokens ...")
     base = next(r for r in t1jax_rows if (r["batch"], r["new_tokens"]) == (64, 128))
-    host_mesh = bench_host_mesh(mc, params, peak)
+    host_mesh = bench_host_mesh(args.model, mc, params, peak)
     if "tokens_per_s" in host_mesh:
         host_mesh["over_one_device"] = host_mesh["tokens_per_s"] / base["tokens_per_s"]
         log(f"  {host_mesh['tokens_per_s']:.0f} tokens/s ({host_mesh['over_one_device']:.2f}x one device)")
@@ -288,10 +298,12 @@ def main(argv=None) -> None:
         "benchmark": "sampler",
         "machine": machine_info(),
         "model": {
+            "config": args.model,
             "layers": mc.num_layers,
             "d_model": mc.d_model,
             "heads": mc.num_heads,
             "kv_heads": mc.num_kv_heads,
+            "mlp_dim": mc.mlp_dim,
             "vocab": mc.vocab_size,
             "prompt_len": PROMPT_LEN,
         },
