@@ -138,3 +138,32 @@ def test_every_base_key_is_read_somewhere():
             unread.append(path)
     assert not unread, f"config keys that no code reads: {unread}"
     assert "mesh.rules" in sources or "rules_table(config.mesh.rules)" in sources
+
+
+_CONFIG_FILES = [p for p in sorted((ROOT / "configs").glob("*.py")) if "def get_config" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", _CONFIG_FILES, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    """Every config in configs/ (ablations.py is the sweep's grid, not a config) is valid: a
+    misspelt key or a bad combination would fail here."""
+    config = config_lib.load(str(path))
+    assert config.run.workdir
+
+
+def test_demo_long_is_the_demo_with_longer_rl():
+    demo = _flat(config_lib.load(str(ROOT / "configs" / "demo.py")).to_dict())
+    long = _flat(config_lib.load(str(ROOT / "configs" / "demo_long.py")).to_dict())
+    assert long["rl.num_steps"] == 20 * demo["rl.num_steps"]
+    differing = {key for key, value in long.items() if demo.get(key) != value}
+    assert differing == {"run.workdir", "rl.num_steps", "demo.rl_checkpoints"}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
