@@ -135,13 +135,13 @@ def bench_t1jax(mc, params, batch: int, new_tokens: int, peak: float, stage_toke
     }
 
 
-def bench_host_mesh(model: str, mc, params, peak: float, batch: int = 64, new_tokens: int = 128) -> dict:
+def bench_host_mesh(model: str, params, peak: float, batch: int = 64, new_tokens: int = 128) -> dict:
     """The sampler on a data-parallel mesh over all host devices (see the module docstring)."""
     if jax.default_backend() != "cpu" or jax.device_count() == 1:
         return {"skipped": f"needs several CPU devices; have {jax.device_count()} {jax.default_backend()} device(s)"}
     layout = layout_from_config(load_config(model, {"mesh.data": -1, "mesh.fsdp": 1}), total_steps=1)
     sharded = jax.device_put(params, layout.shardings.params)
-    row = bench_t1jax(mc, sharded, batch, new_tokens, peak, layout=layout)
+    row = bench_t1jax(layout.model_config, sharded, batch, new_tokens, peak, layout=layout)
     return {"devices": jax.device_count(), "mesh": dict(layout.mesh.shape), **row}
 
 
@@ -284,7 +284,7 @@ def main(argv=None) -> None:
         log(f"  {oversampling[-1]['over_distinct_prompts']:.2f}x")
     log(f"t1jax sampler on a mesh of {jax.device_count()} host devices: batch 64, 128 new tokens ...")
     base = next(r for r in t1jax_rows if (r["batch"], r["new_tokens"]) == (64, 128))
-    host_mesh = bench_host_mesh(args.model, mc, params, peak)
+    host_mesh = bench_host_mesh(args.model, params, peak)
     if "tokens_per_s" in host_mesh:
         host_mesh["over_one_device"] = host_mesh["tokens_per_s"] / base["tokens_per_s"]
         log(f"  {host_mesh['tokens_per_s']:.0f} tokens/s ({host_mesh['over_one_device']:.2f}x one device)")

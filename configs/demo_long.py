@@ -1,4 +1,4 @@
-"""The demo with 20x its RL: 600 steps instead of 30 (about 45 more minutes on a 2-core CPU).
+"""The demo with 20x its RL: 600 steps instead of 30 (RL then takes about 40 minutes on a 2-core CPU).
 
 Drills, SFT, evaluation and report are those of configs/demo.py; RL runs long enough for its
 lift to show (README.md, "RL with more steps"). To reuse a finished demo's SFT model:

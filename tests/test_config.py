@@ -116,12 +116,13 @@ def test_mesh_sizes_must_fit_the_devices():
         resolve_mesh_shape(ml_collections.ConfigDict({"data": 2, "fsdp": 2, "tensor": 1}), 8)
 
 
-def _leaf_paths(config, prefix=""):
+def _leaves(config, prefix=""):
+    """(dotted path, value) of every leaf key."""
     for key, value in config.items():
         if isinstance(value, ml_collections.ConfigDict):
-            yield from _leaf_paths(value, f"{prefix}{key}.")
+            yield from _leaves(value, f"{prefix}{key}.")
         else:
-            yield prefix + key
+            yield prefix + key, value
 
 
 def test_every_base_key_is_read_somewhere():
@@ -130,7 +131,7 @@ def test_every_base_key_is_read_somewhere():
     whole, so its entries are exempt."""
     sources = "\n".join(p.read_text() for p in (ROOT / "t1jax").rglob("*.py") if p.name != "defaults.py")
     unread = []
-    for path in _leaf_paths(base_config()):
+    for path, _ in _leaves(base_config()):
         if path.startswith("mesh.rules."):
             continue
         key = path.rsplit(".", 1)[-1]
@@ -152,18 +153,8 @@ def test_every_shipped_config_loads(path):
 
 
 def test_demo_long_is_the_demo_with_longer_rl():
-    demo = _flat(config_lib.load(str(ROOT / "configs" / "demo.py")).to_dict())
-    long = _flat(config_lib.load(str(ROOT / "configs" / "demo_long.py")).to_dict())
+    demo = dict(_leaves(config_lib.load(str(ROOT / "configs" / "demo.py"))))
+    long = dict(_leaves(config_lib.load(str(ROOT / "configs" / "demo_long.py"))))
     assert long["rl.num_steps"] == 20 * demo["rl.num_steps"]
     differing = {key for key, value in long.items() if demo.get(key) != value}
     assert differing == {"run.workdir", "rl.num_steps", "demo.rl_checkpoints"}
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
