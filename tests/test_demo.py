@@ -103,6 +103,8 @@ def test_demo_reuses_a_finished_sft_run(tiny_demo, tmp_path):
     assert not (tmp_path / "second" / "sft").exists() and not (tmp_path / "second" / "drills").exists()
     results = json.loads((tmp_path / "second" / "report" / "results.json").read_text())
     assert results["sft"]["reused"] == str(workdir / "sft")
+    report = (tmp_path / "second" / "report" / "report.md").read_text()
+    assert f"Reused the SFT run `{workdir / 'sft'}`" in report and "Ran all steps" not in report
 
 
 def test_demo_with_a_missing_sft_dir_is_a_clear_error(tmp_path):

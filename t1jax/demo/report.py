@@ -90,6 +90,14 @@ def _traces_drawn(ev: dict) -> str:
     )
 
 
+def _sft_how(sft: dict) -> str:
+    """How the SFT stage ended, or where its model came from (a finished run, `demo.sft_dir`)."""
+    if "reused" in sft:
+        return f"Reused the SFT run `{sft['reused']}` (`demo.sft_dir`)"
+    how = "Stopped early, when the validation loss stopped improving," if sft.get("stopped_early") else "Ran all steps,"
+    return f"{how} at step {sft.get('final_step', '—')}"
+
+
 def _span(interval: dict) -> str:
     return f"{interval['low']:+.3f} to {interval['high']:+.3f}"
 
@@ -168,8 +176,7 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
         *_drill_lines(results.get("drills")),
         "## SFT",
         "",
-        ("Stopped early, when the validation loss stopped improving," if s.get("stopped_early") else "Ran all steps,")
-        + f" at step {s.get('final_step', '—')}; validation loss by step: {_by_step(s['val_loss_curve'])}",
+        f"{_sft_how(s)}; validation loss by step: {_by_step(s['val_loss_curve'])}",
         "",
         f"![SFT loss]({plots['sft_loss']})",
         "",
