@@ -155,6 +155,7 @@ def test_every_shipped_config_loads(path):
 def test_demo_long_is_the_demo_with_longer_rl():
     demo = dict(_leaves(config_lib.load(str(ROOT / "configs" / "demo.py"))))
     long = dict(_leaves(config_lib.load(str(ROOT / "configs" / "demo_long.py"))))
-    assert long["rl.num_steps"] == 20 * demo["rl.num_steps"]
+    # the step count that README.md's figures for demo_long were measured with
+    assert (demo["rl.num_steps"], long["rl.num_steps"]) == (30, 800)
     differing = {key for key, value in long.items() if demo.get(key) != value}
     assert differing == {"run.workdir", "rl.num_steps", "demo.rl_checkpoints"}
