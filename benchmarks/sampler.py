@@ -58,8 +58,10 @@ from t1jax.train.state import layout_from_config
 PROMPT_LEN = 32
 # The goals compare rows at batch 64 x 128 new tokens (t1jax on one device and on the host mesh,
 # and `generate`): each takes the best of this many timed runs, since single runs of one
-# configuration on a shared 2-core machine differed by up to 2x. Other rows take the best of 2.
+# configuration on a shared 2-core machine differed by up to 2x. Other rows take the best of
+# TIMED_RUNS; a ratio between two rows (e.g. stages over one stage) uses the same count for both.
 GOAL_TIMED_RUNS = 5
+TIMED_RUNS = 2
 
 
 def load_config(model: str, overrides: dict | None = None):
@@ -109,7 +111,14 @@ def log(message: str) -> None:
 
 
 def bench_t1jax(
-    mc, params, batch: int, new_tokens: int, peak: float, stage_tokens: int = 0, layout=None, timed_runs: int = 2
+    mc,
+    params,
+    batch: int,
+    new_tokens: int,
+    peak: float,
+    stage_tokens: int = 0,
+    layout=None,
+    timed_runs: int = TIMED_RUNS,
 ) -> dict:
     sampler = Sampler(
         mc, Sample(temperature=1.0), max_new_tokens=new_tokens, num_samples=1, stage_tokens=stage_tokens, layout=layout
@@ -266,11 +275,12 @@ def main(argv=None) -> None:
     t1jax_rows, recompute_rows = [], []
     for b, m in grid:
         log(f"t1jax sampler: batch {b}, {m} new tokens ...")
-        row = bench_t1jax(mc, params, b, m, peak, timed_runs=GOAL_TIMED_RUNS if (b, m) == (64, 128) else 2)
+        runs = GOAL_TIMED_RUNS if (b, m) == (64, 128) else TIMED_RUNS
+        row = bench_t1jax(mc, params, b, m, peak, timed_runs=runs)
         log(f"  {row['tokens_per_s']:.0f} tokens/s ({row['fraction_of_peak']:.1%} of peak)")
         if b == 64:
             log(f"t1jax sampler in one decode stage: batch {b}, {m} new tokens ...")
-            one = bench_t1jax(mc, params, b, m, peak, stage_tokens=m)
+            one = bench_t1jax(mc, params, b, m, peak, stage_tokens=m, timed_runs=runs)
             log(f"  {one['tokens_per_s']:.0f} tokens/s")
             row["one_stage_tokens_per_s"] = one["tokens_per_s"]
             row["over_one_stage"] = row["tokens_per_s"] / one["tokens_per_s"]
