@@ -216,7 +216,7 @@ def test_k_samples_differ_and_prefill_runs_once_per_prompt():
     # and the prompt's keys are stored once per prompt, not copied to its K samples.
     P, L = 3, 16
     traced = jax.make_jaxpr(functools.partial(decode, CONFIG, Sample(), 8, K, (), 0, stage_ends(8, 3), None))(
-        params(), jnp.zeros((P, L), jnp.int32), jnp.ones((P, L), bool), jax.random.key(0)
+        params(), jnp.zeros((P, L), jnp.int32), jnp.ones((P, L), bool), jnp.zeros((P * K, 8, 1))
     )
     text = str(traced)
     assert f"f32[{P},{L},32]" in text and f"f32[{P},2,8,{L}]" in text  # prefill; prompt keys [P, KV, H, L]
@@ -235,6 +235,27 @@ def test_sharded_greedy_equals_single_device():
     reference = Sampler(CONFIG, Greedy(), max_new_tokens=8, num_samples=2)(params(), PROMPTS, jax.random.key(0))
     np.testing.assert_array_equal(out.tokens, reference.tokens)
     np.testing.assert_allclose(out.logprobs, reference.logprobs, rtol=1e-5, atol=1e-5)
+
+
+def test_data_parallel_sampling_equals_single_device_without_collectives():
+    # Params replicated over a mesh of 8: each device decodes its rows in its own loops, with
+    # the same random numbers as on one device (whose batch has 4 rows, not 8: filler rows do
+    # not change the others' samples), and no device waits on another while decoding.
+    config = config_lib.load(None, {**SMALL_MODEL, **mesh_overrides(8, 1, 1)})
+    layout = layout_from_config(config, 1)
+    replicated_params = jax.device_put(params(), layout.shardings.params)
+    strategy, key = Sample(temperature=1.5, top_k=20), jax.random.key(5)
+    sampler = Sampler(CONFIG, strategy, max_new_tokens=8, num_samples=2, stop_ids=(7,), layout=layout, stage_tokens=3)
+    out = sampler(replicated_params, PROMPTS, key)
+    reference = Sampler(CONFIG, strategy, max_new_tokens=8, num_samples=2, stop_ids=(7,), stage_tokens=3)
+    expected = reference(params(), PROMPTS, key)
+    np.testing.assert_array_equal(out.tokens, expected.tokens)
+    np.testing.assert_array_equal(out.lengths, expected.lengths)
+    np.testing.assert_array_equal(out.finished, expected.finished)
+    np.testing.assert_allclose(out.logprobs, expected.logprobs, rtol=1e-5, atol=1e-5)
+    compiled = sampler._function(8).lower(replicated_params, np.zeros((8, 8), np.int32), np.ones((8, 8), bool), key)
+    text = compiled.compile().as_text()
+    assert not re.search(r"all-reduce|all-gather|collective-permute|all-to-all", text)
 
 
 def test_bad_arguments_name_the_argument():

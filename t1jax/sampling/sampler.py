@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from t1jax import parallel
 from t1jax.errors import SamplingError
 from t1jax.model import KVCache, ModelConfig, forward
-from t1jax.sampling.strategies import Strategy, choose
+from t1jax.sampling.strategies import Strategy, choose_with_uniforms, uniforms
 
 
 @dataclasses.dataclass
@@ -81,10 +81,11 @@ def decode(
     params,
     tokens_PL,
     mask_PL,
-    key,
+    u_NT1,
 ):
     """The traced body of the sampler (see Sampler). Prompts are left-padded: the last column
-    is every prompt's last token, and padding slots are masked out of the cache.
+    is every prompt's last token, and padding slots are masked out of the cache. `u_NT1`: the
+    uniform number that draws each step's token of each sample (see choose_with_uniforms).
 
     Decoding runs in `stages` (see stage_ends): one while_loop each, over a cache of the
     samples' own tokens grown to the stage's last token; a stage whose sequences have all
@@ -107,10 +108,11 @@ def decode(
     cache = constrain(KVCache.empty(config, N, stages[0]))
     stops = jnp.asarray(stop_ids, jnp.int32)
 
-    def emit(state, logits_NV, step_key):
+    def emit(state, logits_NV):
         """Chooses the next tokens from `logits_NV` and writes them at column `step`."""
         step, cache, position, done, length, tokens, logprobs, _ = state
-        token = choose(step_key, logits_NV, strategy)
+        u_N1 = jax.lax.dynamic_index_in_dim(u_NT1, step, axis=1, keepdims=False)
+        token = choose_with_uniforms(u_N1, logits_NV, strategy)
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits_NV, axis=-1), token[:, None], axis=-1)[:, 0]
         token, logp = jnp.where(done, pad_id, token), jnp.where(done, 0.0, logp)
         tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, step))
@@ -119,15 +121,11 @@ def decode(
         done = done | jnp.isin(token, stops)
         return step + 1, cache, position, done, length, tokens, logprobs, token
 
-    def next_token(carry):
-        state, key = carry
-        key, step_key = jax.random.split(key)
+    def next_token(state):
         step, cache, position, done, length, tokens, logprobs, last = state
         logits, cache = forward(config, params, last[:, None], position[:, None], None, cache, prompt_cache)
-        state = (step, cache, position + 1, done, length, tokens, logprobs, last)
-        return emit(state, logits[:, 0], step_key), key
+        return emit((step, cache, position + 1, done, length, tokens, logprobs, last), logits[:, 0])
 
-    key, first_key = jax.random.split(key)
     state = (
         jnp.int32(0),
         cache,
@@ -138,16 +136,16 @@ def decode(
         jnp.zeros((N, max_new_tokens), jnp.float32),
         jnp.zeros(N, jnp.int32),
     )
-    state = emit(state, jnp.repeat(logits[:, -1], K, axis=0), first_key)
+    state = emit(state, jnp.repeat(logits[:, -1], K, axis=0))
     for i, end in enumerate(stages):
         if i:  # the step that emits token `end - 1` writes its input, token `end - 2`, to slot end - 2
             state = (state[0], constrain(state[1].grow(end)), *state[2:])
 
-        def keep_going(carry, end=end):
-            step, done = carry[0][0], carry[0][3]
+        def keep_going(state, end=end):
+            step, done = state[0], state[3]
             return (step < end) & ~jnp.all(done)
 
-        state, key = jax.lax.while_loop(keep_going, next_token, (state, key))
+        state = jax.lax.while_loop(keep_going, next_token, state)
     _, _, _, done, length, tokens, logprobs, _ = state
     return tokens, logprobs, length, done
 
@@ -185,22 +183,44 @@ class Sampler:
         self._compiled: dict = {}
 
     def _function(self, num_prompts: int):
-        if num_prompts in self._compiled:
-            return self._compiled[num_prompts]
+        if num_prompts not in self._compiled:
+            self._compiled[num_prompts] = self._compile(num_prompts)
+        return self._compiled[num_prompts]
+
+    def _compile(self, num_prompts: int):
+        """The jitted sampler for `num_prompts` prompts: (params, tokens, mask, key) -> outputs."""
+        max_new_tokens = self._static[2]
+        shape = (num_prompts * self.num_samples, max_new_tokens)
+        # Every step's random numbers are drawn at once, before decoding: threefry runs as a small
+        # loop of its own on CPU, and drawing inside the decode loop added two to every step.
+        # Drawn for the whole batch with rows first, a row's numbers depend neither on how the
+        # batch is split over devices nor on how many filler rows pad it.
         layout = self.layout
         if layout is None:
-            fn = jax.jit(functools.partial(decode, *self._static, None))
-        else:
-            mesh, rules = layout.mesh, layout.rules
-            batch = parallel.batch_sharding(mesh, rules)
-            rows = NamedSharding(mesh, parallel.partition_spec(("batch",), rules, mesh=mesh))
-            fn = jax.jit(
-                functools.partial(decode, *self._static, NamedSharding(mesh, _cache_spec(rules, mesh))),
-                in_shardings=(layout.shardings.params, batch, batch, parallel.replicated(mesh)),
-                out_shardings=(batch, batch, rows, rows),
+            body = functools.partial(decode, *self._static, None)
+            return jax.jit(lambda params, tokens, mask, key: body(params, tokens, mask, uniforms(key, shape)))
+        mesh, rules = layout.mesh, layout.rules
+        rows = parallel.partition_spec(("batch",), rules, mesh=mesh)
+        prompts = parallel.partition_spec(("batch", None), rules, mesh=mesh)
+        if all(s.is_fully_replicated for s in jax.tree.leaves(layout.shardings.params)):
+            # Data parallel only: each device decodes its own rows in its own loops, which stop
+            # when its rows have; one program for the whole mesh would agree on that across
+            # devices after every step.
+            body = jax.shard_map(
+                functools.partial(decode, *self._static, None),
+                mesh=mesh,
+                in_specs=(PartitionSpec(), prompts, prompts, PartitionSpec(*rows, None, None)),
+                out_specs=(prompts, prompts, rows, rows),
+                check_vma=False,  # no collectives inside; the empty caches would need casting
             )
-        self._compiled[num_prompts] = fn
-        return fn
+        else:
+            body = functools.partial(decode, *self._static, NamedSharding(mesh, _cache_spec(rules, mesh)))
+        rows, prompts = NamedSharding(mesh, rows), NamedSharding(mesh, prompts)
+        return jax.jit(
+            lambda params, tokens, mask, key: body(params, tokens, mask, uniforms(key, shape)),
+            in_shardings=(layout.shardings.params, prompts, prompts, parallel.replicated(mesh)),
+            out_shardings=(prompts, prompts, rows, rows),
+        )
 
     def batch_multiple(self) -> int:
         """Prompt batches are padded to a multiple of the mesh's batch shards."""

@@ -68,20 +68,25 @@ def filtered_logits(logits_BV, strategy: Sample):
 
 def choose(key, logits_BV, strategy: Strategy):
     """The next token of every row."""
+    return choose_with_uniforms(uniforms(key, logits_BV.shape[:-1]), logits_BV, strategy)
+
+
+def uniforms(key, shape) -> jax.Array:
+    """The uniform numbers in [0, 1) that choose_with_uniforms takes: `shape` + (1,)."""
+    return jax.random.uniform(key, (*shape, 1), jnp.float32)
+
+
+def choose_with_uniforms(u_B1, logits_BV, strategy: Strategy):
+    """The next token of every row, drawn with the given uniform numbers (ignored by Greedy).
+
+    A token is drawn from softmax(filtered logits) by inverting its cumulative distribution
+    with one uniform number per row (see invert_cdf). Gumbel-max (jax.random.categorical)
+    needs a random number per vocabulary entry, two logs and an argmax (a variadic reduce,
+    which XLA's CPU backend does not vectorize): at batch 64 and a vocabulary of 512 that was
+    ~6% of a decode step. The sampler draws every step's numbers before its decode loop."""
     if isinstance(strategy, Greedy):
         return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
-    return draw(key, filtered_logits(logits_BV, strategy))
-
-
-def draw(key, logits_BV):
-    """One token per row from softmax(logits_BV), by inverting its cumulative distribution
-    with one uniform number per row (see invert_cdf).
-
-    Gumbel-max (jax.random.categorical) needs a random number per vocabulary entry, two logs
-    and an argmax (a variadic reduce, which XLA's CPU backend does not vectorize): at batch 64
-    and a vocabulary of 512 that was ~6% of a decode step."""
-    u = jax.random.uniform(key, logits_BV.shape[:-1] + (1,), jnp.float32)
-    return invert_cdf(logits_BV, u)
+    return invert_cdf(filtered_logits(logits_BV, strategy), u_B1)
 
 
 def invert_cdf(logits_BV, u_B1):
