@@ -17,8 +17,9 @@ the limit):
     sharing a prompt's cache among its samples buys;
   - on a CPU, the same sampler on a data-parallel mesh of one XLA host device per core (batch
     64 x 128; mesh.data=-1, mesh.fsdp=1: host devices share memory, so sharding the params
-    saves nothing and costs gathers): XLA's CPU backend runs a decode step's small ops on one
-    core, so splitting the batch over per-core devices is how decoding uses the machine. The
+    saves nothing and costs gathers, and each device decodes its rows in loops of its own):
+    XLA's CPU backend runs a decode step's small ops on one core, so splitting the batch over
+    per-core devices is how decoding uses the machine. The
     script asks for os.cpu_count() host devices (XLA_FLAGS) unless XLA_FLAGS already sets a
     count; the other rows run on one device;
   - the weight matmuls of a decode step alone at batch 64, on one device (no attention, norms,

@@ -155,8 +155,9 @@ class Sampler:
 
     With a `layout` (t1jax.train.state.StateLayout) the params and the batch are sharded on its
     mesh (batch over the 'batch' rule, cache heads over 'kv_heads'); without one it runs on the
-    default device. `stage_tokens`: see stage_ends (0: automatic; `max_new_tokens`: one stage,
-    the fastest to compile).
+    default device; on a mesh that replicates the params, each device decodes its own rows.
+    A key gives the same samples on any mesh and batch bucket. `stage_tokens`: see stage_ends
+    (0: automatic; `max_new_tokens`: one stage, the fastest to compile).
     """
 
     def __init__(
