@@ -253,8 +253,8 @@ def test_data_parallel_sampling_equals_single_device_without_collectives():
     np.testing.assert_array_equal(out.lengths, expected.lengths)
     np.testing.assert_array_equal(out.finished, expected.finished)
     np.testing.assert_allclose(out.logprobs, expected.logprobs, rtol=1e-5, atol=1e-5)
-    compiled = sampler._function(8).lower(replicated_params, np.zeros((8, 8), np.int32), np.ones((8, 8), bool), key)
-    text = compiled.compile().as_text()
+    lowered = sampler._function(8).lower(replicated_params, np.zeros((8, 8), np.int32), np.ones((8, 8), bool), key)
+    text = lowered.compile().as_text()
     assert not re.search(r"all-reduce|all-gather|collective-permute|all-to-all", text)
 
 

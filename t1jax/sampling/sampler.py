@@ -177,7 +177,7 @@ class Sampler:
         if max_new_tokens < 1:
             raise SamplingError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.model_config, self.max_prompt_len, self.layout = model_config, max_prompt_len, layout
-        self.num_samples, self.pad_id = num_samples, pad_id
+        self.num_samples, self.max_new_tokens, self.pad_id = num_samples, max_new_tokens, pad_id
         stops = tuple(int(s) for s in stop_ids)
         self.stages = stage_ends(max_new_tokens, stage_tokens)
         self._static = (model_config, strategy, max_new_tokens, num_samples, stops, pad_id, self.stages)
@@ -190,16 +190,22 @@ class Sampler:
 
     def _compile(self, num_prompts: int):
         """The jitted sampler for `num_prompts` prompts: (params, tokens, mask, key) -> outputs."""
-        max_new_tokens = self._static[2]
-        shape = (num_prompts * self.num_samples, max_new_tokens)
-        # Every step's random numbers are drawn at once, before decoding: threefry runs as a small
-        # loop of its own on CPU, and drawing inside the decode loop added two to every step.
-        # Drawn for the whole batch with rows first, a row's numbers depend neither on how the
-        # batch is split over devices nor on how many filler rows pad it.
+        body, shardings = self._decode_body()
+        # One uniform number per sample and step, drawn for the whole batch with rows first:
+        # a row's numbers depend neither on how the batch is split over devices nor on how
+        # many filler rows pad it, so a key gives the same samples on any mesh and bucket.
+        shape = (num_prompts * self.num_samples, self.max_new_tokens)
+
+        def sample(params, tokens, mask, key):
+            return body(params, tokens, mask, uniforms(key, shape))
+
+        return jax.jit(sample, **shardings)
+
+    def _decode_body(self):
+        """`decode` bound to this sampler's settings and mesh, and the shardings to jit it with."""
         layout = self.layout
         if layout is None:
-            body = functools.partial(decode, *self._static, None)
-            return jax.jit(lambda params, tokens, mask, key: body(params, tokens, mask, uniforms(key, shape)))
+            return functools.partial(decode, *self._static, None), {}
         mesh, rules = layout.mesh, layout.rules
         rows = parallel.partition_spec(("batch",), rules, mesh=mesh)
         prompts = parallel.partition_spec(("batch", None), rules, mesh=mesh)
@@ -217,8 +223,7 @@ class Sampler:
         else:
             body = functools.partial(decode, *self._static, NamedSharding(mesh, _cache_spec(rules, mesh)))
         rows, prompts = NamedSharding(mesh, rows), NamedSharding(mesh, prompts)
-        return jax.jit(
-            lambda params, tokens, mask, key: body(params, tokens, mask, uniforms(key, shape)),
+        return body, dict(
             in_shardings=(layout.shardings.params, prompts, prompts, parallel.replicated(mesh)),
             out_shardings=(prompts, prompts, rows, rows),
         )
