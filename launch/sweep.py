@@ -12,7 +12,8 @@ The factors and levels live in configs/ablations.py. A run is named by what it c
 the same --out reuses them. Each run writes to <out>/<name>; a run whose report/results.json exists is
 skipped, so rerunning the same command resumes a sweep. The baseline runs first and the others reuse its SFT
 run (demo.sft_dir=<out>/base/sft): SFT does not depend on the RL keys being ablated, so training it once is
-the same experiment for a fraction of the time. Run from the repository root (paths are relative to it).
+the same experiment for a fraction of the time; with `--extra --config.demo.sft_dir=DIR` every run, the
+baseline too, reuses DIR instead. Run from the repository root (paths are relative to it).
 """
 
 from __future__ import annotations
@@ -135,6 +136,12 @@ def results_path(out: str, name: str) -> pathlib.Path:
 
 def shared_sft_dir(out: str) -> str:
     return str(pathlib.Path(workdir(out, BASE_NAME), SFT_SUBDIR))
+
+
+def sets_sft_dir(extras: Sequence[str]) -> bool:
+    """Whether the extras name an SFT run for every run (--config.demo.sft_dir=...): then every run reuses
+    it, and the baseline, which trains no SFT of its own, has none to share."""
+    return any(e.partition("=")[0] == "--config.demo.sft_dir" for e in extras)
 
 
 def command(
@@ -322,8 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     python = args.python or ("python" if args.launcher else sys.executable)
     prefix = (python, "-m", "t1jax")
+    share_sft = not args.no_share_sft and not sets_sft_dir(args.extra)
     header = f"Sweep ({args.mode}) of `{base_config}`" + (f" with `{' '.join(args.extra)}`" if args.extra else "")
-    if not args.no_share_sft:
+    if share_sft:
         header += f"; runs after the baseline reuse its SFT ({shared_sft_dir(args.out)})"
 
     if args.table:
@@ -331,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.dry_run or args.launcher:
         names = {run.name for run in runs}
-        share = not args.no_share_sft and (BASE_NAME in names or results_path(args.out, BASE_NAME).exists())
+        share = share_sft and (BASE_NAME in names or results_path(args.out, BASE_NAME).exists())
         sft_dir = shared_sft_dir(args.out) if share else None
         if args.launcher and share:
             print(
@@ -359,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_config=base_config,
             out=args.out,
             extras=args.extra,
-            share_sft=not args.no_share_sft,
+            share_sft=share_sft,
             prefix=prefix,
         )
     except KeyboardInterrupt:

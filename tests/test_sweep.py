@@ -100,6 +100,11 @@ def test_dry_run_prints_one_command_per_run(tmp_path):
     assert not (tmp_path / "sw").exists()  # nothing ran, nothing written
     code, stdout, _ = _script("--dry_run", "--no_share_sft", "--only", "K=4")
     assert code == 0 and len(stdout.splitlines()) == 1 and "sft_dir" not in stdout
+    # an SFT run named for every run is what every run reuses, the baseline's included
+    code, stdout, _ = _script("--dry_run", "--out", out, "--extra", "demo.sft_dir=/sft/of/a/demo")
+    assert code == 0
+    sft_args = [[a for a in shlex.split(line) if "sft_dir" in a] for line in stdout.splitlines()]
+    assert sft_args == [["--config.demo.sft_dir=/sft/of/a/demo"]] * len(_runs())
     code, _, stderr = _script("--dry_run", "--extra=--config.rl.entropy_coef=0.5")
     assert code == 2 and "ablated key" in stderr
 
