@@ -10,6 +10,7 @@ import pytest
 
 from t1jax import config as config_lib
 from t1jax.data.tasks import get_task
+from t1jax.demo import report
 from t1jax.eval.forced_checks import validation_traces
 from t1jax.train.sft import EarlyStopping
 
@@ -84,6 +85,19 @@ def test_tiny_demo_writes_the_whole_report(tiny_demo):
     assert "pass@1" in done.stdout and str(report / "report.md") in done.stdout  # the summary
     markdown = (report / "report.md").read_text()
     assert "![inference scaling](scaling.png)" in markdown and "| SFT |" in markdown
+    assert results["sft"]["run_dir"] == str(workdir / "sft")
+    more_rl = f"--config.demo.sft_dir={workdir / 'sft'} --config.rl.num_steps=N"
+    assert (more_rl in done.stdout) == (more_rl in markdown) == (not goals["pass1_lift_met"])
+
+
+def test_scaling_verdict_needs_the_interval_above_zero_to_be_plainly_met():
+    def goals(met, low):
+        return {"scaling_gain_met": met, "scaling_gain_interval": {"low": low, "mean": 0.04, "high": 0.09}}
+
+    assert report.scaling_verdict(goals(True, 0.01)) == "met"
+    assert report.scaling_verdict(goals(True, -0.001)) == "met, but the difference's interval includes 0"
+    assert report.scaling_verdict(goals(False, -0.05)) == "not met"
+    assert report.scaling_verdict({"scaling_gain_met": True}) == "met"  # no interval: nothing to qualify
 
 
 def test_rerun_of_a_finished_demo_skips_every_stage(tiny_demo):
