@@ -231,7 +231,7 @@ def summary_lines(results: dict, report_dir: pathlib.Path) -> list[str]:
 
 
 def scaling_verdict(goals: dict) -> str:
-    """The scaling goal (RL's gain larger than SFT's), and whether the 200 problems' sampling alone could
+    """The scaling goal (RL's gain larger than SFT's), and whether the test problems' sampling alone could
     have made it so: "met" only where the paired interval of the difference lies above zero."""
     interval = goals.get("scaling_gain_interval")
     if not goals["scaling_gain_met"]:
