@@ -25,12 +25,15 @@ import jax
 import numpy as np
 from common import machine_info  # noqa: I001 (benchmarks/ is the script directory)
 
+from t1jax.apps.demo.config import demo_config
 from t1jax.config import with_overrides
 from t1jax.data.sft_batches import encode_examples
-from t1jax.demo.config import demo_config
-from t1jax.train.rl import RLRun
-from t1jax.train.rl_batch import RolloutGroups, row_length
-from t1jax.train.sft import load_examples, load_tokenizer
+from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages
+from t1jax.train.rl.batch import pack, row_length, sequence_kl, token_advantages
+from t1jax.train.rl.loop import RLRun
+from t1jax.train.rl.rollout import RolloutGroups
+from t1jax.train.rl.update import update_policy
+from t1jax.train.sft import load_examples, sft_tokenizer
 
 
 def trace_groups(data, P: int, K: int, M: int, batches: int) -> list[RolloutGroups]:
@@ -64,18 +67,31 @@ def trace_groups(data, P: int, K: int, M: int, batches: int) -> list[RolloutGrou
     return out
 
 
+def update(run: RLRun, state, anchor, groups: RolloutGroups):
+    """The update half of rl_step (pack -> anchor log-probs -> KL-normalised RLOO -> update):
+    (state, the update's metrics, the batch's row count and fill)."""
+    r = run.config.rl
+    batch = pack(groups, run.tokenizer.pad_id, r, run.row_multiple)
+    batch["ref_logp"] = run.anchor_logprobs(anchor, batch)
+    kl = sequence_kl(groups, batch, batch["ref_logp"], r.kl_estimator)
+    batch["advantage"] = token_advantages(batch, rloo_advantages(kl_normalized_rewards(groups.reward, kl, r.kl_beta)))
+    state, metrics = update_policy(run.update_step, state, batch, r)
+    stats = {"update_rows": len(batch["tokens"]), "update_row_fill": float(np.mean(batch["segment_ids"] > 0))}
+    return state, metrics, stats
+
+
 def measure(config, groups: list[RolloutGroups]) -> dict:
     run = RLRun(config)
     state, anchor, _ = run.initial_state()
     row_counts, fill = set(), []
     for g in groups:  # compile every shape
-        state, metrics, stats = run.train(state, anchor, g)
+        state, metrics, stats = update(run, state, anchor, g)
         jax.block_until_ready(metrics)
         row_counts.add(stats["update_rows"])
         fill.append(stats["update_row_fill"])
     start = time.perf_counter()
     for g in groups:
-        state, metrics, _ = run.train(state, anchor, g)
+        state, metrics, _ = update(run, state, anchor, g)
         jax.block_until_ready(metrics)
     seconds = (time.perf_counter() - start) / len(groups)
     run.checkpointer.close()
@@ -98,10 +114,10 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         config = with_overrides(demo_config(), {"run.workdir": workdir, "run.progress": False})
         train, validation, _ = load_examples(config, config.run.seed)
-        tokenizer = load_tokenizer(config, train + validation, pathlib.Path(workdir))
+        tokenizer = sft_tokenizer(config, train + validation, pathlib.Path(workdir))
         data = encode_examples(train, tokenizer, config.sft.seq_len)
         r = config.rl
-        groups = trace_groups(data, r.prompts_per_step, r.samples_per_prompt, r.max_new_tokens, args.batches)
+        groups = trace_groups(data, r.prompts_per_step, r.sampling.num_samples, r.sampling.max_new_tokens, args.batches)
         runs = []
         for factor in [0] + [int(f) for f in args.pack_factors.split(",")]:
             pack = factor > 0
@@ -116,7 +132,7 @@ def main():
         run["speedup_vs_unpacked"] = runs[0]["seconds_per_update"] / run["seconds_per_update"]
     result = {
         "machine": machine_info(),
-        "prompts_x_samples": [r.prompts_per_step, r.samples_per_prompt],
+        "prompts_x_samples": [r.prompts_per_step, r.sampling.num_samples],
         "mean_response_tokens": float(np.mean([g.lengths.mean() for g in groups])),
         "runs": runs,
     }

@@ -51,7 +51,7 @@ import numpy as np
 from common import llama_config, machine_info, matmul_peak  # noqa: I001 (benchmarks/ is the script's directory)
 
 from t1jax import config as config_lib
-from t1jax.demo.config import demo_config
+from t1jax.apps.demo.config import demo_config
 from t1jax.model import ModelConfig, forward, init_params
 from t1jax.sampling import Sample, Sampler, choose
 from t1jax.train.state import layout_from_config

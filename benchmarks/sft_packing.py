@@ -3,7 +3,7 @@
 Measures, in one run: examples and response tokens trained per second by the SFT loop (the
 Grain batch stream and the jitted step, as `t1jax sft` runs them) with one example per row and
 with examples packed into rows, plus how full the rows are. The ratio is what packing saves;
-the step count to reach a validation loss is measured by the demo itself (README.md).
+the step count to reach a validation loss is measured by the demo itself (docs/results/).
 
 Run:  python benchmarks/sft_packing.py [--steps 30 --warmup 3 --rows 32,24 --unpacked-rows 32]
 Prints one JSON object on stdout.
@@ -22,11 +22,11 @@ import numpy as np
 from common import machine_info  # noqa: I001 (benchmarks/ is the script directory)
 
 from t1jax import parallel
+from t1jax.apps.demo.config import demo_config
 from t1jax.config import with_overrides
 from t1jax.data.sft_batches import batch_stream, encode_examples
-from t1jax.demo.config import demo_config
 from t1jax.train.optimizer import learning_rate_schedule
-from t1jax.train.sft import load_examples, load_tokenizer
+from t1jax.train.sft import load_examples, sft_tokenizer
 from t1jax.train.sft_step import make_sft_step
 from t1jax.train.state import layout_from_config
 
@@ -72,7 +72,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         config = with_overrides(demo_config(), {"run.workdir": workdir})
         train, validation, _ = load_examples(config, config.run.seed)
-        tokenizer = load_tokenizer(config, train + validation, pathlib.Path(workdir))
+        tokenizer = sft_tokenizer(config, train + validation, pathlib.Path(workdir))
     data = encode_examples(train, tokenizer, config.sft.seq_len)
     runs = [measure(config, data, tokenizer.pad_id, args.unpacked_rows, False, args.steps, args.warmup)]
     for rows in (int(r) for r in args.rows.split(",")):

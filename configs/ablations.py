@@ -9,7 +9,7 @@ values come from the demo config, so the baseline is the demo itself.
 Labels become part of run names and directories: letters, digits, "." and "-" only.
 """
 
-from t1jax.demo.config import demo_config
+from t1jax.apps.demo.config import demo_config
 
 BASE_CONFIG = "configs/demo.py"
 
@@ -17,7 +17,7 @@ _rl = demo_config().rl  # the demo the sweep runs
 
 FACTORS = {
     # K samples per prompt (oversampling); the paper uses 64.
-    "K": {"16": {"rl.samples_per_prompt": 16}, "4": {"rl.samples_per_prompt": 4}},
+    "K": {"16": {"rl.sampling.num_samples": 16}, "4": {"rl.sampling.num_samples": 4}},
     # Entropy bonus alpha; 0 removes the term from the loss.
     "entropy": {"on": {"rl.entropy_coef": _rl.entropy_coef}, "off": {"rl.entropy_coef": 0.0}},
     # Reference (anchor) of the KL term: moved every N steps, or frozen at the SFT model (0).

@@ -1,6 +1,6 @@
-"""Every key with its default (see t1jax/defaults.py for what each one means)."""
+"""Every key with its default (see t1jax/config/ for what each one means)."""
 
-from t1jax.defaults import base_config
+from t1jax.config import base_config
 
 
 def get_config():

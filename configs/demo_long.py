@@ -1,12 +1,12 @@
 """The demo with 800 RL steps instead of 30: the run that meets the demo's quality goals
-(README.md, "RL with more steps"); RL then takes about an hour on a 2-core CPU.
+(docs/results/2026-12-04-demo-long-800-steps.md); RL then takes about an hour on a 2-core CPU.
 
 Drills, SFT, evaluation and report are those of configs/demo.py. To reuse a finished demo's SFT
 model:
     t1jax demo --config configs/demo_long.py --config.demo.sft_dir=runs/demo/sft
 """
 
-from t1jax.demo.config import demo_config
+from t1jax.apps.demo.config import demo_config
 
 
 def get_config():

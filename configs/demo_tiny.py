@@ -1,6 +1,6 @@
 """The demo's plumbing in about a minute: a tiny model and a few steps of each stage (no quality)."""
 
-from t1jax.demo.config import demo_config
+from t1jax.apps.demo.config import demo_config
 
 
 def get_config():
@@ -16,11 +16,13 @@ def get_config():
     c.optim.warmup_steps = 2
     c.checkpoint.save_every = 3
     r = c.rl
-    r.num_steps, r.prompts_per_step, r.samples_per_prompt, r.max_new_tokens, r.num_prompts = 4, 2, 4, 24, 40
+    r.num_steps, r.prompts_per_step, r.num_prompts = 4, 2, 40
+    r.sampling.num_samples, r.sampling.max_new_tokens = 4, 24
     r.anchor_every, r.warmup_steps, r.max_refill_rounds = 2, 1, 0
     c.demo.rl_checkpoints = 2
     c.demo.drill_steps, c.demo.drill_batch_size = 3, 8
     ev = c.eval
-    ev.num_problems, ev.num_samples, ev.max_new_tokens, ev.budgets, ev.answer_tokens = 6, 2, 16, "4,16", 8
+    ev.num_problems, ev.budgets, ev.answer_tokens = 6, "4,16", 8
+    ev.sampling.num_samples, ev.sampling.max_new_tokens = 2, 16
     ev.scaling_traces = 2
     return c

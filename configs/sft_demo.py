@@ -1,7 +1,7 @@
 """SFT of the built-in demo model on trial-and-error traces of the built-in countdown task
 (a few minutes on a laptop CPU)."""
 
-from t1jax.defaults import base_config
+from t1jax.config import base_config
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """A model and run small enough for tests and smoke checks (seconds on one CPU core)."""
 
-from t1jax.defaults import base_config
+from t1jax.config import base_config
 
 
 def get_config():
@@ -18,7 +18,8 @@ def get_config():
     c.run.progress = False
     c.checkpoint.save_every = 2
     r = c.rl
-    r.num_steps, r.prompts_per_step, r.samples_per_prompt, r.max_new_tokens, r.num_prompts = 4, 4, 4, 24, 40
+    r.num_steps, r.prompts_per_step, r.num_prompts = 4, 4, 40
+    r.sampling.num_samples, r.sampling.max_new_tokens = 4, 24
     r.anchor_every, r.warmup_steps, r.max_refill_rounds = 2, 1, 1
     c.sampling.max_prompt_len = 64
     return c

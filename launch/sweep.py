@@ -273,10 +273,11 @@ def _check_configs(runs, base_config: str, out: str, extras: Sequence[str]) -> N
     """Loads every run's config as the demo will (demo.sft_dir aside), so a typo stops the sweep before the
     baseline has trained for an hour rather than after."""
     from t1jax import config as config_lib
+    from t1jax.data.tasks import check_tasks
 
     for run in runs:
         argv = command(run, base_config=base_config, out=out, extras=extras, prefix=())
-        config_lib.load(base_config, argv[3:])
+        check_tasks(config_lib.load(base_config, argv[3:]))
 
 
 def _expand_extra_args(argv: Sequence[str]) -> list[str]:

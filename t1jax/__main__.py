@@ -1,5 +1,5 @@
 import sys
 
-from t1jax.cli import main
+from t1jax.apps.cli import main
 
 sys.exit(main())

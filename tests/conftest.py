@@ -1,4 +1,5 @@
-"""Eight simulated CPU devices for every test (set before JAX is imported anywhere)."""
+"""Eight simulated CPU devices for every test (set before JAX is imported anywhere), the
+repository's paths, and `t1jax_cli`: the one way tests run the command line."""
 
 import os
 import pathlib
@@ -11,6 +12,16 @@ import pytest  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # helper modules shared by tests (small_model.py)
+
+
+from cli_runner import run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def t1jax_cli():
+    """run_cli: `t1jax_cli("sft", "--config", path, ...)` -> subprocess.CompletedProcess."""
+    return run_cli
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import numpy as np
 from t1jax.data.synthesis import sft_examples
 from t1jax.data.tasks import Task, task_from_config
 from t1jax.data.tokenizer import Tokenizer
-from t1jax.eval.policies import checkpoint_steps, load_policy, load_tokenizer
-from t1jax.model import ModelConfig, forward
+from t1jax.model import forward
+from t1jax.runtime.run_dir import checkpoint_steps, load_run
 from t1jax.sampling import bucket
 
 
@@ -91,9 +91,9 @@ def run_forced_checks(config, run_dir: str, step: int | None = None, num_traces:
     """forced_check_accuracy of `run_dir`'s checkpoint at `step` (default: the latest) on
     `num_traces` validation traces of sft.task, synthesized with the config's sft settings."""
     task = task_from_config(config, config.sft.task)
-    params, _ = load_policy(config, run_dir, step)
+    model_config, params, tokenizer = load_run(run_dir, step, config=config, key="--run")
     step = checkpoint_steps(run_dir)[-1] if step is None else step
-    predict = greedy_predictor(ModelConfig.from_config(config.model), params)
+    predict = greedy_predictor(model_config, params)
     traces = validation_traces(config, task, num_traces)
-    result = forced_check_accuracy(task, traces, load_tokenizer(config, run_dir), predict)
+    result = forced_check_accuracy(task, traces, tokenizer, predict)
     return {"run": run_dir, "step": step, "task": task.name, "traces": num_traces, **result}

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 from t1jax.data.tokenizer import Tokenizer
+from t1jax.runtime.progress import Progress
 from t1jax.sampling import Sampler
-from t1jax.train.progress import Progress
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Report writers: GitHub markdown tables for the README/demo report, and JSON result files.
+"""Report writers: GitHub markdown tables for the demo report, and JSON result files.
 
 JSON is written atomically (temp file in the same directory, then os.replace) so that a crash or a concurrent
 reader never sees a half-written results file, and numpy values are converted because json refuses them.

@@ -10,12 +10,12 @@ from t1jax.data.tasks import parse_knobs
 from t1jax.errors import ConfigError
 from t1jax.eval.evaluate import evaluate
 from t1jax.eval.generation import ModelGenerator
-from t1jax.eval.policies import load_policy, load_tokenizer
 from t1jax.eval.report import markdown_table, write_json
 from t1jax.eval.scaling import scaling_curve, scaling_gain
 from t1jax.eval.suites import BenchmarkSuite, Suite, TaskSuite
-from t1jax.sampling import Greedy, Sample, Sampler
-from t1jax.train.state import layout_from_config
+from t1jax.runtime.run_dir import load_run, run_layout, run_tokenizer
+from t1jax.sampling import Greedy, Sampler, strategy_for
+from t1jax.sampling.strategies import Strategy
 
 ANSWER_MARGIN = 16  # tokens of answer-forcing suffix room in the forced prompts
 
@@ -30,25 +30,24 @@ def suite_from_config(config) -> Suite:
 
 
 class RunEvaluator:
-    """Metrics and inference-scaling curves of any checkpoint of the runs sharing one tokenizer.
+    """Metrics and inference-scaling curves of any checkpoint of the runs that share the model and
+    tokenizer of `run_dir` (e.g. an SFT run and the RL run started from it).
 
     Samplers are kept across checkpoints, so evaluating several checkpoints compiles each once."""
 
-    def __init__(self, config, tokenizer_dir: str, suite: Suite | None = None):
+    def __init__(self, config, run_dir: str, suite: Suite | None = None):
         self.config, self.suite = config, suite or suite_from_config(config)
-        self.tokenizer = load_tokenizer(config, tokenizer_dir)
+        self.tokenizer = run_tokenizer(run_dir, config.sft.tokenizer_path)
         self.budgets = parse_budgets(config.eval.budgets)
         prompt_lens = [len(self.tokenizer.encode_prompt(p["prompt"])) for p in self.suite.problems]
         self.max_prompt_len = max(prompt_lens)
-        self.layout = layout_from_config(config, 1)
+        self.layout = run_layout(run_dir, config)
         self._samplers: dict[tuple, Sampler] = {}
 
-    def _generator(self, params, temperature: float, num_samples: int, max_new_tokens: int, max_prompt_len: int,
+    def _generator(self, params, strategy: Strategy, num_samples: int, max_new_tokens: int, max_prompt_len: int,
                    label: str) -> ModelGenerator:  # fmt: skip
-        key = (temperature, num_samples, max_new_tokens, max_prompt_len)
+        key = (strategy, num_samples, max_new_tokens, max_prompt_len)
         if key not in self._samplers:
-            top_p = self.config.eval.top_p
-            strategy = Greedy() if temperature == 0 else Sample(temperature=temperature, top_p=top_p)
             self._samplers[key] = Sampler(
                 self.layout.model_config, strategy, max_new_tokens, num_samples,
                 (self.tokenizer.eos_id,), self.tokenizer.pad_id, max_prompt_len, self.layout,
@@ -57,19 +56,24 @@ class RunEvaluator:
         sampler, seed, chunk = self._samplers[key], self.config.run.seed, self.config.eval.batch_prompts
         return ModelGenerator(sampler, self.tokenizer, params, seed, chunk, label)
 
+    def _params(self, run_dir: str, step: int | None):
+        return load_run(run_dir, step, config=self.config, layout=self.layout, key="--run")[1]
+
     def metrics(self, run_dir: str, step: int | None = None, label: str = "eval") -> tuple[dict, list[dict]]:
         ev = self.config.eval
-        params, _ = load_policy(self.config, run_dir, step, self.layout)
+        params = self._params(run_dir, step)
+        sp = ev.sampling
         generate = self._generator(
-            params, ev.temperature, ev.num_samples, ev.max_new_tokens, self.max_prompt_len, label
+            params, strategy_for(sp), sp.num_samples, sp.max_new_tokens, self.max_prompt_len, label
         )
-        return evaluate(self.suite, generate, ev.num_samples)
+        return evaluate(self.suite, generate, sp.num_samples)
 
     def scaling(self, run_dir: str, step: int | None = None, label: str = "scaling") -> dict:
         ev = self.config.eval
-        params, _ = load_policy(self.config, run_dir, step, self.layout)
+        params = self._params(run_dir, step)
         n = ev.scaling_traces
-        traces = self._generator(params, ev.scaling_temperature, n, self.budgets[-1], self.max_prompt_len, label)
+        strategy = strategy_for(ev.sampling, temperature=ev.scaling_temperature)
+        traces = self._generator(params, strategy, n, self.budgets[-1], self.max_prompt_len, label)
         drawn = traces([p["prompt"] for p in self.suite.problems], n)
 
         def continue_ids(prompts: list[list[int]]):
@@ -78,7 +82,7 @@ class RunEvaluator:
             # ANSWER_MARGIN so that few prompt lengths compile.
             room = self.max_prompt_len + self.budgets[-1] + ANSWER_MARGIN
             room = max(room, -(-max(map(len, prompts)) // ANSWER_MARGIN) * ANSWER_MARGIN)
-            return self._generator(params, 0.0, 1, ev.answer_tokens, room, label).continue_ids(prompts)
+            return self._generator(params, Greedy(), 1, ev.answer_tokens, room, label).continue_ids(prompts)
 
         curve = scaling_curve(self.suite, self.tokenizer, drawn, continue_ids, self.budgets)
         return {**curve, "gain": scaling_gain(curve)}

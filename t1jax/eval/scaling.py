@@ -1,4 +1,4 @@
-"""Inference scaling without a verifier (T1_RECIPE.md section 3).
+"""Inference scaling without a verifier (docs/recipe.md, section 3).
 
 For each token budget B: cut every reasoning trace after B tokens, append the answer-forcing
 suffix, decode the answer greedily and grade it. A problem may have several traces (sampled):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from t1jax.model.config import ModelConfig
+from t1jax.config import ModelConfig
 from t1jax.model.layers import RMSNorm, param, rotary
 
 _MASKED = -1e30  # finite, so a row with every key masked gives a uniform row, not NaN

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from t1jax.config import ModelConfig
 from t1jax.model.attention import Attention
-from t1jax.model.config import ModelConfig
 from t1jax.model.kv_cache import KVCache
 from t1jax.model.layers import RMSNorm, param
 

@@ -20,11 +20,11 @@ import logging
 
 import sympy as sp
 
+from t1jax.rewards.answer_types import Bracketed, IntervalUnion, Matrix, Relation, Unordered, is_sign
 from t1jax.rewards.compare import proportional, scalars_equal
 from t1jax.rewards.limits import MAX_ANSWER_CHARS, UnreadableAnswer
 from t1jax.rewards.normalize import is_textual, normalize, text_key
 from t1jax.rewards.parser import parse_answer
-from t1jax.rewards.values import Bracketed, IntervalUnion, Matrix, Relation, Unordered, is_sign
 
 log = logging.getLogger(__name__)
 _FLIP = {">": "<", ">=": "<="}

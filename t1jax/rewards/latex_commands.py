@@ -11,9 +11,9 @@ from __future__ import annotations
 import sympy as sp
 
 from t1jax.rewards import safe_math as sm
+from t1jax.rewards.answer_types import Bracketed, Matrix, Unordered
 from t1jax.rewards.lexer import Token
 from t1jax.rewards.limits import MAX_ITEMS, UnreadableAnswer
-from t1jax.rewards.values import Bracketed, Matrix, Unordered
 
 GREEK = frozenset(
     "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho "

@@ -23,10 +23,10 @@ import contextlib
 import sympy as sp
 
 from t1jax.rewards import safe_math as sm
+from t1jax.rewards.answer_types import Bracketed, IntervalUnion, Matrix, Relation, Unordered, expand_signs, new_sign
 from t1jax.rewards.latex_commands import FACTOR_COMMANDS, GREEK, CommandParsing, as_expr
 from t1jax.rewards.lexer import END, Token, tokenize
 from t1jax.rewards.limits import MAX_ITEMS, MAX_NESTING, UnreadableAnswer, check_length
-from t1jax.rewards.values import Bracketed, IntervalUnion, Matrix, Relation, Unordered, expand_signs, new_sign
 
 _RELOPS = {"le": "<=", "leq": "<=", "leqslant": "<=", "ge": ">=", "geq": ">=", "geqslant": ">=",
            "lt": "<", "gt": ">", "ne": "!=", "neq": "!=", "in": "in"}  # fmt: skip
@@ -298,6 +298,6 @@ class _Parser(CommandParsing):
 
 
 def parse_answer(text: str):
-    """The value of a normalized answer: a sympy expression or one of the structures in values.py."""
+    """The value of a normalized answer: a sympy expression or one of the structures in answer_types.py."""
     check_length(text)
     return _Parser(tokenize(text)).answer()

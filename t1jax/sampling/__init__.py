@@ -1,7 +1,7 @@
 """Jitted KV-cache sampling with oversampling (K samples per prompt) and per-token logprobs."""
 
 from t1jax.sampling.sampler import Sampler, SamplerOutput, bucket, decode, stage_ends
-from t1jax.sampling.strategies import Greedy, Sample, choose, filtered_logits
+from t1jax.sampling.strategies import Greedy, Sample, choose, filtered_logits, strategy_for
 
 __all__ = [
     "Greedy",
@@ -13,4 +13,5 @@ __all__ = [
     "decode",
     "filtered_logits",
     "stage_ends",
+    "strategy_for",
 ]

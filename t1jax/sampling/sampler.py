@@ -153,9 +153,9 @@ def decode(
 class Sampler:
     """Samples K continuations of each prompt with one compiled function per bucket.
 
-    With a `layout` (t1jax.train.state.StateLayout) the params and the batch are sharded on its
-    mesh (batch over the 'batch' rule, cache heads over 'kv_heads'); without one it runs on the
-    default device; on a mesh that replicates the params, each device decodes its own rows.
+    With a `layout` (t1jax.runtime.layout.ParamsLayout, or a train StateLayout) the params and
+    the batch are sharded on its mesh (batch over the 'batch' rule, cache heads over 'kv_heads');
+    without one it runs on the default device; on a mesh that replicates the params, each device decodes its own rows.
     A key gives the same samples on any mesh and batch bucket. `stage_tokens`: see stage_ends
     (0: automatic; `max_new_tokens`: one stage, the fastest to compile).
     """
@@ -209,7 +209,7 @@ class Sampler:
         mesh, rules = layout.mesh, layout.rules
         rows = parallel.partition_spec(("batch",), rules, mesh=mesh)
         prompts = parallel.partition_spec(("batch", None), rules, mesh=mesh)
-        if all(s.is_fully_replicated for s in jax.tree.leaves(layout.shardings.params)):
+        if all(s.is_fully_replicated for s in jax.tree.leaves(layout.param_shardings)):
             # Data parallel only: each device decodes its own rows in its own loops, which stop
             # when its rows have; one program for the whole mesh would agree on that across
             # devices after every step.
@@ -224,7 +224,7 @@ class Sampler:
             body = functools.partial(decode, *self._static, NamedSharding(mesh, _cache_spec(rules, mesh)))
         rows, prompts = NamedSharding(mesh, rows), NamedSharding(mesh, prompts)
         return body, dict(
-            in_shardings=(layout.shardings.params, prompts, prompts, parallel.replicated(mesh)),
+            in_shardings=(layout.param_shardings, prompts, prompts, parallel.replicated(mesh)),
             out_shardings=(prompts, prompts, rows, rows),
         )
 

@@ -103,3 +103,13 @@ def invert_cdf(logits_BV, u_B1):
     chosen = jnp.min(jnp.where(past, vocab, logits.shape[-1]), axis=-1)
     most_likely = jnp.min(jnp.where(logits == top, vocab, logits.shape[-1]), axis=-1)
     return jnp.where(chosen < logits.shape[-1], chosen, most_likely)
+
+
+def strategy_for(section, temperature: float | None = None) -> Strategy:
+    """The strategy a config's sampling settings describe (`sampling`, `rl.sampling` or
+    `eval.sampling`: temperature 0 is greedy; top_k, top_p and min_p filter a sample), at
+    `temperature` instead of the section's if given."""
+    temperature = section.temperature if temperature is None else temperature
+    if temperature == 0:
+        return Greedy()
+    return Sample(temperature=temperature, top_k=section.top_k, top_p=section.top_p, min_p=section.min_p)

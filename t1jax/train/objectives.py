@@ -1,4 +1,4 @@
-"""The math of T1's RL update as pure functions (see T1_RECIPE.md section 2).
+"""The math of T1's RL update as pure functions (docs/recipe.md, section 2).
 
 Shapes: P prompts x K samples (`_PK`), B sequences x T tokens (`_BT`), vocabulary V. Inputs may
 be numpy or JAX arrays; outputs are JAX arrays. Everything is differentiable where it has to be

@@ -24,10 +24,11 @@ from t1jax.data.synthesis import sft_examples
 from t1jax.data.tasks import task_from_config
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import ConfigError
-from t1jax.train.checkpoint import Checkpointer, restore_params
-from t1jax.train.metrics import MetricsWriter, read_metrics
+from t1jax.runtime.checkpoint import Checkpointer
+from t1jax.runtime.metrics import MetricsWriter, read_metrics
+from t1jax.runtime.progress import Progress
+from t1jax.runtime.run_dir import TOKENIZER_FILE, check_run_dir, load_params, run_tokenizer, save_run_config
 from t1jax.train.optimizer import learning_rate_schedule
-from t1jax.train.progress import Progress
 from t1jax.train.sft_step import make_eval_loss, make_sft_step
 from t1jax.train.state import layout_from_config
 
@@ -54,19 +55,14 @@ def load_examples(config, seed: int) -> tuple[list[dict], list[dict], str]:
     return train, validation, f"built-in task {s.task}: {len(train)} train, {len(validation)} validation {s.source}"
 
 
-def load_tokenizer(config, examples: list[dict], workdir: pathlib.Path) -> Tokenizer:
+def sft_tokenizer(config, examples: list[dict], workdir: pathlib.Path) -> Tokenizer:
     """The configured tokenizer file, the one saved in the workdir, that of sft.init_from, or a new
     one trained on the data; a copy stays in the workdir, so the run directory is self-contained."""
-    s, saved = config.sft, workdir / "tokenizer.model"
-    inherited = pathlib.Path(s.init_from) / "tokenizer.model" if s.init_from else None
-    if s.tokenizer_path:
-        tokenizer = Tokenizer.load(s.tokenizer_path)
-    elif saved.is_file():
-        tokenizer = Tokenizer.load(str(saved))
-    elif inherited is not None:
-        if not inherited.is_file():
-            raise ConfigError(f"sft.init_from={s.init_from} holds no tokenizer.model")
-        tokenizer = Tokenizer.load(str(inherited))
+    s, saved = config.sft, workdir / TOKENIZER_FILE
+    if s.tokenizer_path or saved.is_file():
+        tokenizer = run_tokenizer(workdir, s.tokenizer_path)
+    elif s.init_from:
+        tokenizer = run_tokenizer(check_run_dir(s.init_from, "sft.init_from").parent)
     else:
         if s.source == "drills" and not s.data_path:
             # The SFT on traces that follows the drills keeps this tokenizer, so it is trained on
@@ -102,7 +98,8 @@ def run_sft(config) -> dict:
 
     train_examples, eval_examples, data_summary = load_examples(config, run.seed)
     print(f"sft data: {data_summary}", file=sys.stderr)
-    tokenizer = load_tokenizer(config, train_examples + eval_examples, workdir)
+    save_run_config(workdir, config)
+    tokenizer = sft_tokenizer(config, train_examples + eval_examples, workdir)
     train_data = encode_examples(train_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
     eval_data = None
     if eval_examples:
@@ -128,7 +125,7 @@ def run_sft(config) -> dict:
     if restored is None:
         state = layout.init(run.seed)
         if s.init_from:
-            state = state.replace(params=restore_params(s.init_from, layout.abstract_state(), "sft.init_from"))
+            state = state.replace(params=load_params(s.init_from, layout, key="sft.init_from"))
     else:
         state, data_state = restored
         batches.set_state(data_state)
@@ -137,7 +134,14 @@ def run_sft(config) -> dict:
     step_fn = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), s.grad_accum_steps)
     eval_fn = make_eval_loss(layout)
     is_primary = jax.process_index() == 0
-    writer = MetricsWriter(str(workdir), tensorboard=run.tensorboard, is_primary=is_primary)
+    writer = MetricsWriter(
+        str(workdir),
+        run.tensorboard,
+        is_primary,
+        wandb_project=run.wandb_project,
+        wandb_run_name=str(workdir),
+        config=config,
+    )
     progress = Progress(s.num_steps, "sft", enabled=run.progress and is_primary, start=start_step)
     summary = {
         "workdir": str(workdir),

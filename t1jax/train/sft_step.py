@@ -101,6 +101,6 @@ def make_eval_loss(layout: StateLayout):
 
     return jax.jit(
         loss,
-        in_shardings=(layout.shardings.params, batch_sh),
+        in_shardings=(layout.param_shardings, batch_sh),
         out_shardings=parallel.replicated(layout.mesh),
     )

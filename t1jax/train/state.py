@@ -12,6 +12,7 @@ from jax.sharding import Mesh
 
 from t1jax import model as model_lib
 from t1jax import parallel
+from t1jax.runtime.layout import ParamsLayout, make_params_layout
 from t1jax.train.optimizer import make_optimizer, trainable_labels
 
 
@@ -25,13 +26,31 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class StateLayout:
-    """Everything needed to build, shard and restore a TrainState on one mesh."""
+    """Everything needed to build, shard and restore a TrainState on one mesh: the parameters'
+    layout plus the optimizer and the shardings of its state."""
 
-    model_config: model_lib.ModelConfig
+    params_layout: ParamsLayout
     tx: optax.GradientTransformation
-    mesh: Mesh
-    rules: dict
     shardings: TrainState
+
+    @property
+    def model_config(self) -> model_lib.ModelConfig:
+        return self.params_layout.model_config
+
+    @property
+    def mesh(self) -> Mesh:
+        return self.params_layout.mesh
+
+    @property
+    def rules(self) -> dict:
+        return self.params_layout.rules
+
+    @property
+    def param_shardings(self) -> dict:
+        return self.params_layout.param_shardings
+
+    def abstract_params(self) -> dict:
+        return self.params_layout.abstract_params()
 
     def abstract_state(self) -> TrainState:
         """ShapeDtypeStructs carrying this mesh's shardings: the target of a restore."""
@@ -62,10 +81,13 @@ def layout_from_config(config, total_steps: int, devices=None) -> StateLayout:
 
 
 def make_layout(model_config, tx, mesh: Mesh, rules: dict) -> StateLayout:
+    params_layout = make_params_layout(model_config, mesh, rules)
     params = model_lib.abstract_params(model_config)
-    param_sh = parallel.tree_shardings(params, model_lib.logical_axes(model_config), rules, mesh)
     rep = parallel.replicated(mesh)
     shardings = TrainState(
-        params=param_sh, opt_state=parallel.optimizer_shardings(tx, params, param_sh, mesh), step=rep, rng=rep
+        params=params_layout.param_shardings,
+        opt_state=parallel.optimizer_shardings(tx, params, params_layout.param_shardings, mesh),
+        step=rep,
+        rng=rep,
     )
-    return StateLayout(model_config, tx, mesh, rules, shardings)
+    return StateLayout(params_layout, tx, shardings)

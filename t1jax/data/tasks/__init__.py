@@ -43,6 +43,13 @@ def task_from_config(config, name: str) -> Task:
     return get_task(name, **parse_knobs(config.task_knobs))
 
 
+def check_tasks(config) -> None:
+    """Raises ConfigError unless sft.task and rl.task name built-in tasks that accept the config's
+    task_knobs (run right after loading a config, before any training)."""
+    for task in sorted({config.sft.task, config.rl.task}):
+        get_task(task, **parse_knobs(config.task_knobs))
+
+
 __all__ = [
     "SPLITS",
     "TASKS",
@@ -50,6 +57,7 @@ __all__ = [
     "GraphPath",
     "LinearEquation",
     "Task",
+    "check_tasks",
     "get_task",
     "parse_knobs",
     "task_from_config",

@@ -6,7 +6,8 @@ Nagarajan, 2024): checking an attempt means following edges forward, a lookup in
 no arithmetic, while picking the right first edge means chaining backwards from the target. So
 checking is easier than solving, the regime where T1's trial-and-error with self-verification
 pays off and a longer reasoning budget (more branches tried) buys accuracy. (The demo's 1M-
-parameter model does not learn the lookups within its few-minute SFT budget; see README.md.)
+parameter model does not learn the lookups within its few-minute SFT budget; see
+docs/results/2026-12-03-tried-and-failed.md.)
 
 Nodes are numbers 0..max_label; with the default single digits every node is one token, so
 following an edge is a one-token lookup. Answers are paths "1>4>7", read by a small parser: model

@@ -1,0 +1,161 @@
+"""`t1jax <command> [--config FILE] [--config.section.key=value ...]`."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from t1jax import config as config_lib
+from t1jax.data.tasks import check_tasks
+from t1jax.errors import T1jaxError
+
+USAGE = """usage: t1jax <command> [--config FILE] [--config.section.key=value ...]
+
+commands:
+  sft       supervised fine-tuning (default: the built-in countdown task)
+  rl        T1 reinforcement learning from an SFT run (rl.init_from=<its workdir>)
+  sample    sample from the latest checkpoint of run.workdir:
+            --prompt TEXT (repeatable) [--num_samples K]
+  eval      pass@1, maj@k, pass@k and an inference-scaling curve of a run's checkpoint:
+            [--run DIR (default run.workdir)] [--step N] [--out DIR (default <run>/eval)]
+  checks    whether a run's model computes its checks or copies the target (teacher-forced
+            on validation traces of sft.task): [--run DIR (default run.workdir)] [--step N]
+            [--num_traces N (default 200)]
+  demo      the whole recipe on the built-in task: SFT, RL, evaluation, scaling curves, report
+            (default config: configs/demo.py's settings; resumable: rerun the same command)
+  config    print the resolved config and exit
+
+FILE is a Python file whose get_config() returns an ml_collections.ConfigDict (see configs/);
+overrides are parsed by the type of the key's default, e.g. --config.model.num_layers=2.
+"""
+
+
+def _demo_config():
+    from t1jax.apps.demo.config import demo_config
+
+    return demo_config()
+
+
+# The config a command runs with when no --config is given (others: t1jax.config.base_config).
+DEFAULT_CONFIGS = {"demo": _demo_config}
+
+# Options that a command takes besides the config: name -> (type, repeatable).
+OPTIONS = {
+    "sample": {"prompt": (str, True), "num_samples": (int, False)},
+    "eval": {"run": (str, False), "step": (int, False), "out": (str, False)},
+    "checks": {"run": (str, False), "step": (int, False), "num_traces": (int, False)},
+}
+
+
+def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], dict]:
+    """(command, config path, config overrides, command options)."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0)
+    command, path, overrides, options = argv[0], None, [], {}
+    allowed = OPTIONS.get(command, {})
+    rest = iter(argv[1:])
+    for arg in rest:
+        name, has_value, value = arg[2:].partition("=")
+        if arg.startswith("--config."):
+            overrides.append(arg)
+            continue
+        if not arg.startswith("--") or (name != "config" and name not in allowed):
+            raise config_lib.ConfigError(f"unexpected argument '{arg}' (see t1jax --help)")
+        if not has_value:
+            value = next(rest, None)
+            if value is None:
+                raise config_lib.ConfigError(f"--{name} needs a value")
+        if name == "config":
+            path = value
+            continue
+        kind, repeatable = allowed[name]
+        try:
+            value = kind(value)
+        except ValueError:
+            raise config_lib.ConfigError(f"--{name} must be {kind.__name__}, got {value!r}") from None
+        if repeatable:
+            options.setdefault(name, []).append(value)
+        else:
+            options[name] = value
+    return command, path, overrides, options
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        command, path, overrides, options = parse_args(argv)
+        if command not in COMMANDS:
+            raise config_lib.ConfigError(f"unknown command '{command}' (commands: {', '.join(COMMANDS)})")
+        config = config_lib.load(path, overrides, DEFAULT_CONFIGS.get(command))
+        check_tasks(config)  # task names and knobs, before any training
+        COMMANDS[command](config, **options)
+    except T1jaxError as e:
+        print(f"t1jax: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("t1jax: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _sft(config) -> None:
+    from t1jax.train.sft import run_sft  # imports JAX: keep `t1jax --help` and config errors fast
+
+    print(json.dumps(run_sft(config), indent=2))
+
+
+def _rl(config) -> None:
+    from t1jax.train.rl.loop import run_rl
+
+    print(json.dumps(run_rl(config), indent=2))
+
+
+def _sample(config, prompt: list[str] | None = None, num_samples: int | None = None) -> None:
+    from t1jax.apps.sample import run_sample
+
+    if not prompt:
+        raise config_lib.ConfigError("sample needs at least one --prompt TEXT")
+    for result in run_sample(config, prompt, num_samples):
+        print(json.dumps(result))
+
+
+def _eval(config, run: str | None = None, step: int | None = None, out: str | None = None) -> None:
+    from t1jax.eval.runner import eval_markdown, run_eval
+
+    run = run or config.run.workdir
+    result = run_eval(config, run, step, out or str(pathlib.Path(run) / "eval"))
+    print(eval_markdown(result))
+
+
+def _checks(config, run: str | None = None, step: int | None = None, num_traces: int = 200) -> None:
+    from t1jax.eval.forced_checks import run_forced_checks
+
+    if num_traces < 1:
+        raise config_lib.ConfigError(f"--num_traces must be >= 1, got {num_traces}")
+    print(json.dumps(run_forced_checks(config, run or config.run.workdir, step, num_traces), indent=2))
+
+
+def _demo(config) -> None:
+    from t1jax.apps.demo import run_demo
+
+    run_demo(config)
+
+
+def _config(config) -> None:
+    print(config)
+
+
+COMMANDS = {
+    "sft": _sft,
+    "rl": _rl,
+    "sample": _sample,
+    "eval": _eval,
+    "checks": _checks,
+    "demo": _demo,
+    "config": _config,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The model's shape and options as a frozen (hashable, jit-static) dataclass, and the config's
+`model` section built from it: `ModelConfig` is the one place the model's keys and defaults are
+written down."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from t1jax.config.require import require
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Decoder-only transformer. The default is the small built-in demo model."""
+
+    vocab_size: int = 512
+    d_model: int = 256
+    num_layers: int = 4
+    num_heads: int = 8
+    num_kv_heads: int = 4  # grouped-query attention; == num_heads is plain multi-head
+    head_dim: int = 0  # 0: d_model // num_heads
+    mlp_dim: int = 768
+    mlp_activation: str = "silu"  # gated MLP: "silu" (SwiGLU, Llama/Qwen) or "gelu" (GeGLU, Gemma)
+    rope_base: float = 10000.0
+    qk_norm: bool = False  # RMSNorm on queries and keys per head (Gemma-3, Qwen3)
+    qkv_bias: bool = False  # bias on q/k/v projections (Qwen2.5)
+    post_norms: bool = False  # extra RMSNorm after attention and MLP outputs (Gemma-2/3)
+    scale_embeddings: bool = False  # multiply embeddings by sqrt(d_model) (Gemma)
+    sliding_window: int = 0  # 0: every layer attends globally
+    global_every: int = 0  # with a window: every n-th layer is global (Gemma-3: 6); 0: none
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-6
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"  # "bfloat16" on TPU; float32 is as fast on CPU
+
+    @classmethod
+    def from_config(cls, model_section) -> ModelConfig:
+        """Builds it from the `model` section of a t1jax config."""
+        return cls(**model_section.to_dict())
+
+    @property
+    def dim_per_head(self) -> int:
+        return self.head_dim or self.d_model // self.num_heads
+
+    # jax.numpy is imported on use: the config package stays free of JAX, so that `t1jax --help`
+    # and config errors are fast.
+    @property
+    def params_dtype(self):
+        import jax.numpy as jnp
+
+        return jnp.dtype(self.param_dtype)
+
+    @property
+    def activations_dtype(self):
+        import jax.numpy as jnp
+
+        return jnp.dtype(self.compute_dtype)
+
+    def window_of_layer(self, layer: int) -> int:
+        """Sliding-window size of a layer (0: global attention)."""
+        if self.sliding_window == 0:
+            return 0
+        if self.global_every and (layer + 1) % self.global_every == 0:
+            return 0
+        return self.sliding_window
+
+    def num_params(self) -> int:
+        """Closed-form parameter count (the tests compare it with the real model)."""
+        d, h, n, kv, f = self.d_model, self.dim_per_head, self.num_heads, self.num_kv_heads, self.mlp_dim
+        attention = d * n * h + 2 * d * kv * h + n * h * d
+        attention += (n * h + 2 * kv * h) if self.qkv_bias else 0
+        attention += 2 * h if self.qk_norm else 0
+        mlp = 3 * d * f
+        norms = 2 * d + (2 * d if self.post_norms else 0)
+        per_layer = attention + mlp + norms
+        embeddings = self.vocab_size * d * (1 if self.tie_embeddings else 2)
+        return embeddings + self.num_layers * per_layer + d  # + final norm
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token: 6 per weight of every matmul (forward + backward), plus
+        attention scores and values, 12 * layers * heads * head_dim * seq_len (causal masking
+        not subtracted, the PaLM/MaxText convention). Embedding lookups and norms excluded."""
+        d, h, n, kv, f = self.d_model, self.dim_per_head, self.num_heads, self.num_kv_heads, self.mlp_dim
+        per_layer = d * n * h + 2 * d * kv * h + n * h * d + 3 * d * f
+        matmul_weights = self.num_layers * per_layer + d * self.vocab_size  # + output projection
+        return 6 * matmul_weights + 12 * self.num_layers * n * h * seq_len
+
+
+def model_section() -> ml_collections.ConfigDict:
+    """The `model` section: every field of ModelConfig with its default."""
+    return ml_collections.ConfigDict({f.name: f.default for f in dataclasses.fields(ModelConfig)})
+
+
+def check_model(config) -> None:
+    m = config.model
+    for key in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "mlp_dim"):
+        require(m[key] > 0, f"model.{key} must be positive, got {m[key]}")
+    require(
+        m.num_heads % m.num_kv_heads == 0,
+        f"model.num_heads ({m.num_heads}) must be divisible by model.num_kv_heads ({m.num_kv_heads})",
+    )
+    require(
+        m.head_dim > 0 or m.d_model % m.num_heads == 0,
+        f"model.d_model ({m.d_model}) must be divisible by model.num_heads ({m.num_heads}) when model.head_dim is 0",
+    )
+    require(
+        m.head_dim >= 0 and (m.head_dim or m.d_model // m.num_heads) % 2 == 0,
+        "the head dimension must be even (RoPE rotates pairs)",
+    )
+    require(
+        m.mlp_activation in ("silu", "gelu"), f"model.mlp_activation must be 'silu' or 'gelu', got {m.mlp_activation!r}"
+    )
+    for key in ("param_dtype", "compute_dtype"):
+        require(m[key] in DTYPES, f"model.{key} must be one of {DTYPES}, got {m[key]!r}")
+    require(m.sliding_window >= 0 and m.global_every >= 0, "model.sliding_window and model.global_every must be >= 0")
+    require(m.rope_base > 0 and m.norm_eps > 0, "model.rope_base and model.norm_eps must be positive")

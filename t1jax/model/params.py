@@ -1,0 +1,62 @@
+"""Pure functions over the model: params are plain nested dicts of arrays.
+
+Train steps, the sampler and checkpoints work with `params` dicts so that jit shardings,
+optax and Orbax see ordinary pytrees; `forward` rebuilds the NNX module inside the trace,
+which costs nothing at run time.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+from flax import nnx
+
+from t1jax.config import ModelConfig
+from t1jax.model.transformer import Transformer
+
+
+def make_model(config: ModelConfig, seed: int = 0) -> Transformer:
+    return Transformer(config, nnx.Rngs(params=seed))
+
+
+@functools.lru_cache(maxsize=32)
+def _graph_and_abstract_state(config: ModelConfig):
+    abstract_model = nnx.eval_shape(lambda: make_model(config))
+    return nnx.split(abstract_model)
+
+
+def init_params(config: ModelConfig, seed: int = 0) -> dict:
+    """Freshly initialised params; jit it with out_shardings to create them sharded."""
+    return nnx.to_pure_dict(nnx.state(make_model(config, seed)))
+
+
+def abstract_params(config: ModelConfig) -> dict:
+    """ShapeDtypeStructs of the params, without allocating them."""
+    return jax.eval_shape(lambda: init_params(config))
+
+
+def logical_axes(config: ModelConfig) -> dict:
+    """The logical axis names of every param, in the same nested-dict structure."""
+    _, state = _graph_and_abstract_state(config)
+    axes = jax.tree.map(
+        lambda v: v.get_metadata()["logical_axes"], state, is_leaf=lambda x: isinstance(x, nnx.Variable)
+    )
+    return nnx.to_pure_dict(axes)
+
+
+def forward(
+    config: ModelConfig,
+    params: dict,
+    tokens_BT,
+    positions_BT=None,
+    mask_BT=None,
+    cache=None,
+    prefix=None,
+    segment_ids_BT=None,
+):
+    """Runs the model with `params`; returns (logits_BTV float32, updated cache or None).
+    See Transformer.__call__ for the arguments."""
+    graphdef, _ = _graph_and_abstract_state(config)
+    model = nnx.merge(graphdef, params)
+    return model(tokens_BT, positions_BT, mask_BT, cache, prefix, segment_ids_BT)

@@ -1,0 +1,117 @@
+"""A run directory, as SFT and RL write it and every reader of weights takes it:
+
+    <run>/config.json        the resolved config of the run (its `model` section describes the weights)
+    <run>/tokenizer.model    the run's tokenizer
+    <run>/checkpoints/<step> Orbax checkpoints (SFT: a train state; RL: {"policy", "anchor"})
+
+`load_run` is the one way to read a run back: evaluation, sampling, the forced-checks probe,
+the demo and RL's `rl.init_from` all go through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import jax
+
+from t1jax.config import ModelConfig
+from t1jax.data.tokenizer import Tokenizer
+from t1jax.errors import CheckpointError
+from t1jax.runtime.checkpoint import Checkpointer
+from t1jax.runtime.layout import ParamsLayout, params_layout
+
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.model"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def save_run_config(workdir: str | pathlib.Path, config) -> None:
+    """Writes the run's resolved config beside its checkpoints (primary process only)."""
+    if jax.process_index() != 0:
+        return
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run_model_config(run_dir: str | pathlib.Path, fallback: ModelConfig | None = None) -> ModelConfig:
+    """The model a run trained (its config.json), else `fallback` (a run that saved no config)."""
+    path = pathlib.Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        if fallback is None:
+            raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: the model's shape is unknown")
+        return fallback
+    try:
+        saved = json.loads(path.read_text())["model"]
+        return ModelConfig(**saved)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} does not describe a model: {type(e).__name__}: {e}") from None
+
+
+def run_tokenizer(run_dir: str | pathlib.Path, tokenizer_path: str = "") -> Tokenizer:
+    """`tokenizer_path` if given (sft.tokenizer_path), else the run's own tokenizer."""
+    path = pathlib.Path(tokenizer_path) if tokenizer_path else pathlib.Path(run_dir) / TOKENIZER_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no tokenizer at {path}; set sft.tokenizer_path")
+    return Tokenizer.load(str(path))
+
+
+def run_layout(run_dir: str | pathlib.Path, config) -> ParamsLayout:
+    """The layout of a run's model on the mesh of `config` (what a reader of several of the run's
+    checkpoints, or of runs sharing its model, builds once)."""
+    return params_layout(run_model_config(run_dir, ModelConfig.from_config(config.model)), config.mesh)
+
+
+def checkpoint_steps(run_dir: str | pathlib.Path) -> list[int]:
+    with Checkpointer(str(check_run_dir(run_dir, "run")), create=False) as checkpointer:
+        return sorted(checkpointer.all_steps())
+
+
+def load_params(run_dir: str | pathlib.Path, layout, step: int | None = None, key: str = "run"):
+    """The policy's parameters of `run_dir` at `step` (default: the latest), placed with the
+    shardings of `layout` (a ParamsLayout or a train StateLayout). The run's optimizer state is not
+    read. Errors name the config key or flag `key` that pointed at the run."""
+    directory = check_run_dir(run_dir, key)
+    with Checkpointer(str(directory), create=False) as checkpointer:
+        params = checkpointer.restore_params(layout.abstract_params(), step)
+    if params is None:
+        raise CheckpointError(f"{key}={run_dir}: no checkpoint in {directory}")
+    return params
+
+
+def load_run(
+    run_dir: str | pathlib.Path, step: int | None = None, *, config=None, layout=None, key: str = "run"
+) -> tuple[ModelConfig, dict, Tokenizer]:
+    """(model_config, params, tokenizer) of `run_dir` at `step` (default: the latest checkpoint).
+
+    The model is the run's own (config.json; `config.model` for a run that saved none). The
+    parameters are placed with `layout` if given (its model must be the run's), else on the mesh
+    of `config.mesh` (default: all devices). `config.sft.tokenizer_path`, if set, replaces the
+    run's tokenizer.
+    """
+    check_run_dir(run_dir, key)  # "not a run directory" before any other complaint
+    fallback = ModelConfig.from_config(config.model) if config is not None else None
+    model_config = run_model_config(run_dir, fallback if layout is None else layout.model_config)
+    if layout is None:
+        layout = params_layout(model_config, config.mesh if config is not None else None)
+    elif layout.model_config != model_config:
+        raise CheckpointError(f"{key}={run_dir} holds another model: {_differences(model_config, layout.model_config)}")
+    tokenizer = run_tokenizer(run_dir, config.sft.tokenizer_path if config is not None else "")
+    return model_config, load_params(run_dir, layout, step, key), tokenizer
+
+
+def check_run_dir(run_dir: str | pathlib.Path, key: str) -> pathlib.Path:
+    """The run's checkpoint directory; an error naming `key` if `run_dir` is not a run."""
+    directory = pathlib.Path(run_dir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        raise CheckpointError(f"{key}={run_dir} is not a run directory (no {CHECKPOINT_DIR}/ in it)")
+    return directory
+
+
+def _differences(saved: ModelConfig, expected: ModelConfig) -> str:
+    a, b = dataclasses.asdict(saved), dataclasses.asdict(expected)
+    return ", ".join(f"model.{k} is {a[k]!r} there, {b[k]!r} here" for k in a if a[k] != b[k])

@@ -1,0 +1,215 @@
+"""The T1 RL loop. `rl_step` is the recipe, top-down:
+
+    sample K per prompt -> grade -> penalties -> drop zero-variance groups and refill -> keep M
+    of K -> pack -> anchor log-probs -> KL-normalised rewards -> RLOO advantages -> update
+    (clipped policy gradient + entropy bonus) -> move the anchor when due
+
+and `run_rl` repeats it, checkpointing and logging. A killed run restarted with the same command
+resumes from its last checkpoint (policy, optimizer, anchor, prompt iterator, RNG, step) and, on
+CPU, repeats the same metric stream.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from t1jax import parallel
+from t1jax.config import with_overrides
+from t1jax.data.rl_prompts import prompt_stream
+from t1jax.data.tasks import task_from_config
+from t1jax.errors import ConfigError, TrainingError
+from t1jax.rewards.penalties import PenaltyConfig
+from t1jax.runtime.checkpoint import Checkpointer
+from t1jax.runtime.metrics import MetricsWriter
+from t1jax.runtime.progress import Progress
+from t1jax.runtime.run_dir import TOKENIZER_FILE, check_run_dir, load_run, run_tokenizer, save_run_config
+from t1jax.sampling import Sampler, strategy_for
+from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages
+from t1jax.train.rl.batch import pack, sequence_kl, token_advantages
+from t1jax.train.rl.rollout import RolloutGroups, grade, penalise
+from t1jax.train.rl.selection import drop_zero_variance, keep_m_per_group
+from t1jax.train.rl.update import make_anchor_update, make_score_fn, make_update_step, update_policy
+from t1jax.train.state import layout_from_config
+
+
+def rl_step(run: RLRun, state, anchor, step: int):
+    """One T1 RL step. Returns (state, anchor, metrics)."""
+    r, K = run.config.rl, run.config.rl.sampling.num_samples
+    start = time.perf_counter()
+    kept, first_round, drawn, dropped = [], None, 0, 0
+    for round_ in range(r.max_refill_rounds + 1):
+        problems, prompts = run.next_prompts()
+        drawn += len(problems)
+        samples = run.sample(state.params, prompts, run.sampling_key(state.rng, step, round_))
+        correct = grade(run.task, run.tokenizer, problems, samples, K)
+        rewards = penalise(correct, samples, run.penalties)
+        groups = RolloutGroups.from_samples(prompts, samples, rewards, K)
+        first_round = groups if first_round is None else first_round
+        if r.filter_zero_variance:
+            groups, count = drop_zero_variance(groups)
+            dropped += count
+        kept.append(groups)
+        if sum(map(len, kept)) >= r.prompts_per_step:
+            break
+    groups = RolloutGroups.concatenate(kept).take(np.arange(r.prompts_per_step))
+    if r.keep_per_prompt:
+        groups = keep_m_per_group(groups, r.keep_per_prompt, np.random.default_rng([run.config.run.seed, step]))
+    sampled = time.perf_counter()
+
+    metrics = {"groups_sampled": drawn, "groups_filtered": dropped, **first_round.rates()}
+    metrics.update(kl_sequence=0.0, update_rows=0, update_row_fill=0.0)
+    if len(groups):  # else no group had signal even after refilling: no update this step
+        batch = pack(groups, run.tokenizer.pad_id, r, run.row_multiple)
+        batch["ref_logp"] = run.anchor_logprobs(anchor, batch)
+        kl = sequence_kl(groups, batch, batch["ref_logp"], r.kl_estimator)
+        shaped = kl_normalized_rewards(groups.reward, kl, r.kl_beta)
+        batch["advantage"] = token_advantages(batch, rloo_advantages(shaped))
+        state, update_metrics = update_policy(run.update_step, state, batch, r)
+        if not np.isfinite(float(update_metrics["loss"])):
+            raise TrainingError(
+                f"RL step {step}: the loss is not finite; stopping with the last good "
+                f"checkpoint (step {run.checkpointer.latest_step()}) kept"
+            )
+        metrics.update(kl_sequence=float(kl.mean()), update_rows=len(batch["tokens"]))
+        metrics.update(update_row_fill=float(np.mean(batch["segment_ids"] > 0)))
+        metrics.update({k: float(v) for k, v in update_metrics.items()})
+    if r.anchor_every and step % r.anchor_every == 0:
+        anchor = run.move_anchor(anchor, state.params)
+    updated = time.perf_counter()
+
+    metrics.update(groups.summary(), time_sample_grade=sampled - start, time_update=updated - sampled)
+    metrics["sampled_tokens_per_s"] = metrics.pop("sampled_tokens") / (sampled - start)
+    return state, anchor, metrics
+
+
+class RLRun:
+    """Everything one RL run needs, built once from its config: tokenizer, task, prompts, the
+    sampler, the penalties and the jitted update, scoring and anchor functions."""
+
+    def __init__(self, config):
+        parallel.initialize(config.distributed)
+        self.config, r = config, config.rl
+        self.workdir = pathlib.Path(config.run.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        save_run_config(self.workdir, config)
+        self.tokenizer = self._tokenizer()
+        self.task = task_from_config(config, r.task)
+        updates = r.num_steps * r.num_passes * r.minibatches
+        rl_optim = {
+            "optim.learning_rate": r.learning_rate,
+            "optim.warmup_steps": r.warmup_steps,
+            "optim.trainable": r.trainable,
+        }
+        self.layout = layout_from_config(with_overrides(config, rl_optim), updates)
+        self.sample = Sampler(
+            self.layout.model_config,
+            strategy_for(r.sampling),
+            r.sampling.max_new_tokens,
+            r.sampling.num_samples,
+            (self.tokenizer.eos_id,),
+            self.tokenizer.pad_id,
+            config.sampling.max_prompt_len,
+            self.layout,
+            config.sampling.stage_tokens,
+        )
+        self.penalties = PenaltyConfig(
+            enabled=r.penalties,
+            penalty=r.penalty,
+            ngram=r.repeat_ngram,
+            max_repeats=r.repeat_max,
+            garbage_ids=self.tokenizer.garbage_ids(),
+            max_garbage_fraction=r.garbage_fraction,
+        )
+        # Rows of an update split evenly into minibatches, micro-batches and batch shards.
+        shards = parallel.batch_shards(self.layout.mesh, self.layout.rules)
+        self.row_multiple = r.minibatches * r.grad_accum_steps * shards
+        self.score = make_score_fn(self.layout)
+        self.update_step = make_update_step(self.layout, r, r.grad_accum_steps)
+        self.move_anchor = make_anchor_update(self.layout, r.anchor_mu)
+        problems = self.task.generate("train", r.num_prompts, config.run.seed)
+        self.prompts = iter(
+            prompt_stream(problems, r.prompts_per_step, config.run.seed, jax.process_index(), jax.process_count())
+        )
+        self.checkpointer = Checkpointer(
+            str(self.workdir / "checkpoints"), config.checkpoint.max_to_keep, config.checkpoint.async_save
+        )
+
+    def _tokenizer(self):
+        """The tokenizer of rl.init_from (or sft.tokenizer_path), kept in the workdir on the first start."""
+        init_from, saved = self.config.rl.init_from, self.workdir / TOKENIZER_FILE
+        if init_from:
+            check_run_dir(init_from, "rl.init_from")
+        elif not (self.config.sft.tokenizer_path or saved.is_file()):
+            raise ConfigError("RL needs a tokenizer: set rl.init_from to an SFT run's workdir or sft.tokenizer_path")
+        tokenizer = run_tokenizer(init_from or self.workdir, self.config.sft.tokenizer_path)
+        if jax.process_index() == 0 and not saved.is_file():
+            tokenizer.save(str(saved))
+        return tokenizer
+
+    def initial_state(self):
+        """(state, anchor, data_state): the RL checkpoint if there is one, else the weights of
+        rl.init_from (fresh ones without it), with the anchor at the policy."""
+        abstract = {"policy": self.layout.abstract_state(), "anchor": self.layout.abstract_params()}
+        restored = self.checkpointer.restore(abstract)
+        if restored is not None:
+            saved, data_state = restored
+            return saved["policy"], saved["anchor"], data_state
+        state = self.layout.init(self.config.run.seed)
+        if self.config.rl.init_from:
+            _, params, _ = load_run(
+                self.config.rl.init_from, config=self.config, layout=self.layout, key="rl.init_from"
+            )
+            state = state.replace(params=params)
+        anchor = jax.tree.map(lambda x: x.copy(), state.params)
+        return state, anchor, None
+
+    def next_prompts(self) -> tuple[list[dict], list[list[int]]]:
+        """The next rl.prompts_per_step problems and their encoded prompts."""
+        problems = next(self.prompts)
+        return problems, [self.tokenizer.encode_prompt(self.task.prompt(p)) for p in problems]
+
+    @staticmethod
+    def sampling_key(rng, step: int, round_: int):
+        return jax.random.fold_in(jax.random.fold_in(rng, step), round_)
+
+    def anchor_logprobs(self, anchor, batch: dict) -> np.ndarray:
+        """log pi_anchor of every token of the batch, [rows, row_len]."""
+        return np.asarray(self.score(anchor, batch["tokens"], batch["positions"], batch["segment_ids"]))
+
+
+def run_rl(config) -> dict:
+    """Runs (or resumes) T1 RL for config.rl.num_steps steps; returns the last metrics."""
+    run = RLRun(config)
+    r = config.rl
+    state, anchor, data_state = run.initial_state()
+    if data_state:
+        run.prompts.set_state(data_state["prompts"])
+    start = int(state.step) // (r.num_passes * r.minibatches)
+    is_primary = jax.process_index() == 0
+    writer = MetricsWriter(
+        str(run.workdir),
+        config.run.tensorboard,
+        is_primary,
+        wandb_project=config.run.wandb_project,
+        wandb_run_name=str(run.workdir),
+        config=config,
+    )
+    progress = Progress(r.num_steps, "rl", enabled=config.run.progress and is_primary, start=start)
+    metrics: dict = {}
+    try:
+        for step in range(start + 1, r.num_steps + 1):
+            state, anchor, metrics = rl_step(run, state, anchor, step)
+            writer.write(step, metrics)  # before the checkpoint: a kill between the two must not lose this step's line
+            if step % config.checkpoint.save_every == 0 or step == r.num_steps:
+                run.checkpointer.save(step, {"policy": state, "anchor": anchor}, {"prompts": run.prompts.get_state()})
+            progress.update(step, acc=metrics["accuracy"], reward=metrics["reward"])
+        run.checkpointer.wait()
+    finally:
+        progress.close()
+        writer.close()
+        run.checkpointer.close()
+    return {"workdir": str(run.workdir), "final_step": r.num_steps, "start_step": start, **metrics}

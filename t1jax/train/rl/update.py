@@ -1,0 +1,140 @@
+"""Jitted, sharded pieces of the RL update: anchor scoring and the policy-gradient step.
+
+An RL batch holds R rows of L tokens; each row holds one sequence [prompt | response], or
+several side by side when packed (batch.build_batch). Every array is per token, [R, L]:
+  tokens       int32  the sequences, then padding
+  positions    int32  each token's position in its own sequence (from 0)
+  segment_ids  int32  which sequence of the row a token belongs to (1, 2, ...; 0 = padding)
+  response     bool   response tokens (the ones the policy is trained on)
+  old_logp     f32    log pi_old of each response token from the sampler (0 elsewhere)
+  ref_logp     f32    log pi_anchor of each response token (0 elsewhere)
+  advantage    f32    the advantage of the token's sequence
+  loss_weight  f32    the token's weight in the policy loss (batch.loss_weights)
+Position t of the per-token arrays refers to tokens[:, t]; a sequence's first token is never a
+response token, so predicting token t from the tokens before it never crosses a boundary.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from t1jax import model as model_lib
+from t1jax import parallel
+from t1jax.train.objectives import clipped_surrogate, ema_update, token_entropy, token_kl
+from t1jax.train.rl.batch import loss_weights
+from t1jax.train.state import StateLayout, TrainState
+
+BATCH_KEYS = ("tokens", "positions", "segment_ids", "response", "old_logp", "ref_logp", "advantage", "loss_weight")
+
+
+def token_logprobs_and_logits(model_config, params, tokens_RL, positions_RL, segment_ids_RL):
+    """log p(tokens[:, t] | the tokens of its sequence before t) for t >= 1 (0 at t = 0), and the
+    logits predicting them. Across a boundary between packed sequences the value is meaningless
+    (the response mask never selects it)."""
+    # position t predicts token t + 1; padding (segment 0) is a key to no real token
+    logits, _ = model_lib.forward(
+        model_config, params, tokens_RL[:, :-1], positions_RL[:, :-1], segment_ids_BT=segment_ids_RL[:, :-1]
+    )
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    picked = jnp.take_along_axis(log_probs, tokens_RL[:, 1:, None], axis=-1)[..., 0]
+    return jnp.pad(picked, ((0, 0), (1, 0))), logits
+
+
+def make_score_fn(layout: StateLayout):
+    """Returns score(params, tokens, positions, segment_ids) -> per-token logprobs [R, L] (for the anchor)."""
+    batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+
+    def score(params, tokens, positions, segment_ids):
+        return token_logprobs_and_logits(layout.model_config, params, tokens, positions, segment_ids)[0]
+
+    return jax.jit(score, in_shardings=(layout.param_shardings, *[batch_sh] * 3), out_shardings=batch_sh)
+
+
+def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1):
+    """Returns step(state, batch) -> (state, metrics): one optimizer update on `batch`.
+
+    loss = sum over response tokens of loss_weight * clipped surrogate (the token_mean or
+           seq_mean policy loss, by the weights) - entropy_coef * mean response-token entropy
+           (+ kl_loss_coef * mean response-token k3 KL to the anchor, off by default: in T1 the
+           KL enters through the shaped rewards). Micro-batches accumulate gradients exactly.
+    """
+    cfg, A = layout.model_config, grad_accum_steps
+    r = rl_config
+    batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+
+    def step(state: TrainState, batch):
+        R = batch["tokens"].shape[0]
+        total_tokens = jnp.maximum(jnp.sum(batch["response"].astype(jnp.float32)), 1.0)
+        micro = jax.tree.map(lambda x: x.reshape(R // A, A, *x.shape[1:]).swapaxes(0, 1), batch)
+
+        def loss_fn(params, mb):
+            logp, logits = token_logprobs_and_logits(cfg, params, mb["tokens"], mb["positions"], mb["segment_ids"])
+            mask = mb["response"].astype(jnp.float32)
+            entropy = jnp.pad(token_entropy(logits), ((0, 0), (1, 0)))
+            per_token = clipped_surrogate(logp, mb["old_logp"], mb["advantage"], r.clip_low, r.clip_high)
+            pg = jnp.sum(per_token * mb["loss_weight"] * mask)
+            entropy_sum = jnp.sum(entropy * mask)
+            kl_sum = jnp.sum(token_kl(logp, mb["ref_logp"], "k3") * mask)
+            loss = pg - r.entropy_coef * entropy_sum / total_tokens + r.kl_loss_coef * kl_sum / total_tokens
+            ratio = jnp.exp(logp - mb["old_logp"])
+            clipped = ((ratio < 1 - r.clip_low) | (ratio > 1 + r.clip_high)).astype(jnp.float32)
+            return loss, {
+                "pg_loss": pg,
+                "entropy_sum": entropy_sum,
+                "kl_sum": kl_sum,
+                "clipped_sum": jnp.sum(clipped * mask),
+            }
+
+        def accumulate(grad_sum, mb):
+            mb = {k: jax.lax.with_sharding_constraint(v, batch_sh) for k, v in mb.items()}
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, mb)
+            return jax.tree.map(jnp.add, grad_sum, grads), (loss, aux)
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        grads, (losses, aux) = jax.lax.scan(accumulate, zeros, micro)
+        updates, opt_state = layout.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": jnp.sum(losses),
+            "pg_loss": jnp.sum(aux["pg_loss"]),
+            "entropy": jnp.sum(aux["entropy_sum"]) / total_tokens,
+            "kl_to_anchor": jnp.sum(aux["kl_sum"]) / total_tokens,
+            "clip_fraction": jnp.sum(aux["clipped_sum"]) / total_tokens,
+            "grad_norm": optax.tree.norm(grads),
+        }
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    return jax.jit(
+        step,
+        in_shardings=(layout.shardings, {k: batch_sh for k in BATCH_KEYS}),
+        out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
+        donate_argnums=0,
+    )
+
+
+def make_anchor_update(layout: StateLayout, mu: float):
+    """Returns update(anchor, params) -> anchor moved toward params, on device (mu = 0: reset)."""
+    sh = layout.param_shardings
+    return jax.jit(
+        lambda anchor, params: ema_update(anchor, params, mu), in_shardings=(sh, sh), out_shardings=sh, donate_argnums=0
+    )
+
+
+def update_policy(update_step, state: TrainState, batch: dict, rl_config):
+    """rl.num_passes passes of rl.minibatches optimizer steps each over `batch` (the per-token
+    arrays with ref_logp and advantage). Returns (state, the last step's metrics)."""
+    r, metrics = rl_config, {}
+    for _ in range(r.num_passes):
+        for part in _minibatches(batch, r.minibatches):
+            part["loss_weight"] = loss_weights(part, r.aggregation)
+            state, metrics = update_step(state, {k: part[k] for k in BATCH_KEYS})
+    return state, metrics
+
+
+def _minibatches(batch: dict, count: int):
+    """`count` equal slices of the rows (batch.pack makes the row count a multiple of it)."""
+    size = len(batch["tokens"]) // count
+    for i in range(count):
+        yield {k: v[i * size : (i + 1) * size] for k, v in batch.items()}

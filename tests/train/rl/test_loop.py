@@ -1,0 +1,106 @@
+"""The RL loop end to end on the tiny config: it runs, and a run killed with SIGKILL and
+restarted with the same command repeats the uninterrupted run's metrics exactly."""
+
+import json
+import pathlib
+import signal
+import subprocess
+import time
+
+import jax
+import numpy as np
+import pytest
+from cli_runner import cli_command, cli_env, run_cli
+
+from t1jax.runtime.metrics import read_metrics
+
+pytestmark = pytest.mark.slow  # RL runs of the CLI, killed and resumed
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s")
+
+
+def _args(workdir, sft_dir, steps=6):
+    return [
+        "rl",
+        "--config",
+        ROOT / "configs" / "tiny.py",
+        f"--config.run.workdir={workdir}",
+        f"--config.rl.init_from={sft_dir}",
+        f"--config.rl.num_steps={steps}",
+        "--config.rl.filter_zero_variance=false",
+        "--config.checkpoint.save_every=2",
+        "--config.checkpoint.async_save=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def sft_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sft")
+    tiny = ROOT / "configs" / "tiny.py"
+    run_cli(
+        "sft", "--config", tiny, f"--config.run.workdir={workdir}", "--config.sft.num_steps=2", devices=2, check=True
+    )
+    return workdir
+
+
+def _stream(workdir):
+    """The last record of every step (a killed run may have logged a step it then redid)."""
+    by_step = {r["step"]: r for r in read_metrics(str(workdir / "metrics.jsonl"))}
+    return [{k: v for k, v in by_step[s].items() if k not in TIMING} for s in sorted(by_step)]
+
+
+def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path, sft_dir):
+    full = run_cli(*_args(tmp_path / "full", sft_dir), devices=2)
+    assert full.returncode == 0, full.stderr[-3000:]
+    summary = json.loads(full.stdout)
+    assert summary["final_step"] == 6 and np.isfinite(summary["loss"])
+    # The packed update's rows: at most one per sample (K = 4 in configs/tiny.py), a multiple of the
+    # 2 devices' batch shards, partly filled.
+    assert 0 < summary["update_rows"] <= 4 * summary["groups_trained"] and summary["update_rows"] % 2 == 0
+    assert 0 < summary["update_row_fill"] <= 1
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        cli_command(*_args(killed_dir, sft_dir)), env=cli_env(2), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not (killed_dir / "checkpoints" / "2").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "checkpoints" / "6").exists(), "the run finished before it could be killed"
+    resumed = run_cli(*_args(killed_dir, sft_dir), devices=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout)["start_step"] >= 2
+    assert _stream(killed_dir) == _stream(tmp_path / "full")
+
+
+def test_rl_with_trainable_parameters_moves_only_those_and_resumes(tmp_path, sft_dir):
+    """rl.trainable: the other parameters keep the SFT values bit for bit, a run resumes from its
+    (masked) optimizer state, and load_run reads the policy."""
+    from t1jax import config as config_lib
+    from t1jax.runtime.run_dir import load_run
+
+    workdir = tmp_path / "rl"
+    args = [*_args(workdir, sft_dir, steps=2), r"--config.rl.trainable=blocks\.1\.mlp\."]
+    run_cli(*args, devices=2, check=True)
+    resumed = run_cli(*args, "--config.rl.num_steps=4", devices=2, check=True)
+    assert json.loads(resumed.stdout)["start_step"] == 2
+
+    config = config_lib.load(str(ROOT / "configs" / "tiny.py"), {"run.workdir": str(workdir)})
+    # load_run is the one reader of checkpoints (eval, sample, checks, rl.init_from): it reads RL runs too
+    before = load_run(str(sft_dir), config=config)[1]
+    after = load_run(str(workdir), config=config)[1]
+    moved = {
+        name: not np.array_equal(np.asarray(a), np.asarray(b))
+        for name, a, b in zip(_names(before), jax.tree.leaves(after), jax.tree.leaves(before))
+    }
+    assert {name for name, m in moved.items() if m} == {"blocks.1.mlp.down", "blocks.1.mlp.gate", "blocks.1.mlp.up"}
+
+
+def _names(params):
+    from t1jax.train.optimizer import param_name
+
+    return [param_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
