@@ -13,7 +13,7 @@ from t1jax.eval.generation import ModelGenerator
 from t1jax.eval.report import markdown_table, write_json
 from t1jax.eval.scaling import scaling_curve, scaling_gain
 from t1jax.eval.suites import BenchmarkSuite, Suite, TaskSuite
-from t1jax.runtime.run_dir import load_run, run_layout, run_tokenizer
+from t1jax.runtime.run_dir import check_run_dir, load_run, run_layout, run_tokenizer
 from t1jax.sampling import Greedy, Sampler, strategy_for
 from t1jax.sampling.strategies import Strategy
 
@@ -36,6 +36,7 @@ class RunEvaluator:
     Samplers are kept across checkpoints, so evaluating several checkpoints compiles each once."""
 
     def __init__(self, config, run_dir: str, suite: Suite | None = None):
+        check_run_dir(run_dir, "--run")
         self.config, self.suite = config, suite or suite_from_config(config)
         self.tokenizer = run_tokenizer(run_dir, config.sft.tokenizer_path)
         self.budgets = parse_budgets(config.eval.budgets)

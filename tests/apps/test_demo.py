@@ -165,6 +165,7 @@ def test_eval_command_on_the_demo_rl_run(tiny_demo, tmp_path):
 def test_eval_command_errors_are_one_line(tmp_path):
     done = run_cli("eval", "--config", TINY, "--run", tmp_path / "none", timeout=300)
     assert done.returncode == 2 and "t1jax: error:" in done.stderr and "Traceback" not in done.stderr
+    assert "none is not a run directory" in done.stderr
 
 
 @pytest.mark.slow  # on the tiny demo's runs
