@@ -23,9 +23,18 @@ class ModelConfig:
     num_heads: int = 8
     num_kv_heads: int = 4  # grouped-query attention; == num_heads is plain multi-head
     head_dim: int = 0  # 0: d_model // num_heads
+    query_scale: float = 0.0  # queries are multiplied by it; 0: head_dim**-0.5 (Gemma-3: query_pre_attn_scalar**-0.5)
     mlp_dim: int = 768
     mlp_activation: str = "silu"  # gated MLP: "silu" (SwiGLU, Llama/Qwen) or "gelu" (GeGLU, Gemma)
     rope_base: float = 10000.0
+    rope_local_base: float = 0.0  # RoPE base of the sliding-window layers (Gemma-3: 10000); 0: rope_base
+    # "" (none), "llama3" (Llama 3.1+'s adjusted inverse frequencies) or "linear" (frequencies divided by
+    # the factor: Gemma-3 4B+); in every layer that uses rope_base (not the sliding layers' rope_local_base)
+    rope_scaling: str = ""
+    rope_scaling_factor: float = 1.0  # llama3 and linear: factor (e.g. 8 or 32)
+    rope_low_freq_factor: float = 1.0  # llama3: low_freq_factor
+    rope_high_freq_factor: float = 4.0  # llama3: high_freq_factor
+    rope_original_max_len: int = 8192  # llama3: original_max_position_embeddings
     qk_norm: bool = False  # RMSNorm on queries and keys per head (Gemma-3, Qwen3)
     qkv_bias: bool = False  # bias on q/k/v projections (Qwen2.5)
     post_norms: bool = False  # extra RMSNorm after attention and MLP outputs (Gemma-2/3)
@@ -34,6 +43,9 @@ class ModelConfig:
     global_every: int = 0  # with a window: every n-th layer is global (Gemma-3: 6); 0: none
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
+    # Every RMSNorm multiplies by (1 + w) in float32, w initialised to 0 (Gemma). The parameter stays
+    # w: folding 1 + w into a bf16 weight rounds it, and weight decay would pull the scale to 0.
+    norm_plus_one: bool = False
     param_dtype: str = "float32"
     compute_dtype: str = "float32"  # "bfloat16" on TPU; float32 is as fast on CPU
 
@@ -67,6 +79,13 @@ class ModelConfig:
         if self.global_every and (layer + 1) % self.global_every == 0:
             return 0
         return self.sliding_window
+
+    def rope_of_layer(self, layer: int) -> tuple[float, str]:
+        """(RoPE base, RoPE scaling) of a layer: sliding-window layers may have their own base
+        (Gemma-3), and then no scaling (transformers scales only the global layers' RoPE)."""
+        if self.rope_local_base and self.window_of_layer(layer):
+            return self.rope_local_base, ""
+        return self.rope_base, self.rope_scaling
 
     def num_params(self) -> int:
         """Closed-form parameter count (the tests compare it with the real model)."""
@@ -118,3 +137,16 @@ def check_model(config) -> None:
         require(m[key] in DTYPES, f"model.{key} must be one of {DTYPES}, got {m[key]!r}")
     require(m.sliding_window >= 0 and m.global_every >= 0, "model.sliding_window and model.global_every must be >= 0")
     require(m.rope_base > 0 and m.norm_eps > 0, "model.rope_base and model.norm_eps must be positive")
+    require(m.rope_local_base >= 0, f"model.rope_local_base must be >= 0 (0: rope_base), got {m.rope_local_base}")
+    require(m.query_scale >= 0, f"model.query_scale must be >= 0 (0: head_dim ** -0.5), got {m.query_scale}")
+    require(
+        m.rope_scaling in ("", "llama3", "linear"),
+        f"model.rope_scaling must be '', 'llama3' or 'linear', got {m.rope_scaling!r}",
+    )
+    for key in ("rope_scaling_factor", "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_len"):
+        require(m[key] > 0, f"model.{key} must be positive, got {m[key]}")
+    require(
+        m.rope_scaling != "llama3" or m.rope_low_freq_factor < m.rope_high_freq_factor,
+        f"model.rope_low_freq_factor ({m.rope_low_freq_factor}) must be below model.rope_high_freq_factor"
+        f" ({m.rope_high_freq_factor})",
+    )

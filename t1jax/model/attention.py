@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t1jax.config import ModelConfig
-from t1jax.model.layers import RMSNorm, param, rotary
+from t1jax.model.layers import RMSNorm, param, rope_inv_freq, rotary
 
 _MASKED = -1e30  # finite, so a row with every key masked gives a uniform row, not NaN
 
@@ -22,6 +22,7 @@ class Attention(nnx.Module):
             config.params_dtype,
         )
         self.config, self.window = config, config.window_of_layer(layer)
+        self.rope_base, self.rope_scaling = config.rope_of_layer(layer)
         self.q = param(rngs, (d, n, h), ("embed", "heads", "head_dim"), dt)
         self.k = param(rngs, (d, kv, h), ("embed", "kv_heads", "head_dim"), dt)
         self.v = param(rngs, (d, kv, h), ("embed", "kv_heads", "head_dim"), dt)
@@ -31,8 +32,8 @@ class Attention(nnx.Module):
             self.k_bias = param(rngs, (kv, h), ("kv_heads", "head_dim"), dt, init="zeros")
             self.v_bias = param(rngs, (kv, h), ("kv_heads", "head_dim"), dt, init="zeros")
         if config.qk_norm:
-            self.q_norm = RMSNorm(h, config.norm_eps, dt, rngs)
-            self.k_norm = RMSNorm(h, config.norm_eps, dt, rngs)
+            self.q_norm = RMSNorm(h, config.norm_eps, dt, rngs, plus_one=config.norm_plus_one)
+            self.k_norm = RMSNorm(h, config.norm_eps, dt, rngs, plus_one=config.norm_plus_one)
 
     def _project(self, x_BTD, name: str):
         # Plain 2-D matmuls, as in the MLP: XLA's CPU backend otherwise may transpose a weight
@@ -58,8 +59,9 @@ class Attention(nnx.Module):
         q, k, v = (self._project(x_BTD, name) for name in ("q", "k", "v"))
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q = rotary(q, positions_BT, cfg.rope_base)
-        k = rotary(k, positions_BT, cfg.rope_base)
+        llama3 = cfg.rope_low_freq_factor, cfg.rope_high_freq_factor, cfg.rope_original_max_len
+        inv_freq = rope_inv_freq(q.shape[-1], self.rope_base, self.rope_scaling, cfg.rope_scaling_factor, llama3)
+        q, k = rotary(q, positions_BT, inv_freq), rotary(k, positions_BT, inv_freq)
         v_BKTH = v.transpose(0, 2, 1, 3)
         if kv is None:
             keys, values, key_spec = k.transpose(0, 2, 1, 3), v_BKTH, "bksh"
@@ -76,7 +78,8 @@ class Attention(nnx.Module):
         K, S, G = values.shape[1], values.shape[2], N // values.shape[1]
         # The G query heads of a kv head and their T positions form one [G*T, H] x [H, S] matmul
         # per (batch, kv head): no repeated keys.
-        q_BKQH = (q * H**-0.5).reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
+        q = q * (cfg.query_scale or H**-0.5)
+        q_BKQH = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
         scores = jnp.einsum(f"bkqh,{key_spec}->bkqs", q_BKQH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         scores = scores.reshape(B, K, G, T, S)
         allowed = self._mask(positions_BT, key_pos_BS)

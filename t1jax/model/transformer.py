@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -32,15 +34,16 @@ class MLP(nnx.Module):
 
 class Block(nnx.Module):
     def __init__(self, config: ModelConfig, layer: int, rngs: nnx.Rngs):
-        d, eps, dt = config.d_model, config.norm_eps, config.params_dtype
-        self.attention_norm = RMSNorm(d, eps, dt, rngs)
+        dt, plus_one = config.params_dtype, config.norm_plus_one
+        norm = functools.partial(RMSNorm, config.d_model, config.norm_eps, dt, rngs, plus_one=plus_one)
+        self.attention_norm = norm()
         self.attention = Attention(config, layer, rngs)
-        self.mlp_norm = RMSNorm(d, eps, dt, rngs)
+        self.mlp_norm = norm()
         self.mlp = MLP(config, rngs)
         self.post_norms = config.post_norms
         if config.post_norms:
-            self.post_attention_norm = RMSNorm(d, eps, dt, rngs)
-            self.post_mlp_norm = RMSNorm(d, eps, dt, rngs)
+            self.post_attention_norm = norm()
+            self.post_mlp_norm = norm()
 
     def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None, segment_ids_BT=None):
         attended, kv = self.attention(
@@ -61,7 +64,7 @@ class Transformer(nnx.Module):
         v, d, dt = config.vocab_size, config.d_model, config.params_dtype
         self.embed = param(rngs, (v, d), ("vocab", "embed"), dt, init=d)
         self.blocks = nnx.List([Block(config, i, rngs) for i in range(config.num_layers)])
-        self.final_norm = RMSNorm(d, config.norm_eps, dt, rngs)
+        self.final_norm = RMSNorm(d, config.norm_eps, dt, rngs, plus_one=config.norm_plus_one)
         if not config.tie_embeddings:
             self.unembed = param(rngs, (d, v), ("embed", "vocab"), dt)
 
@@ -97,9 +100,10 @@ class Transformer(nnx.Module):
         else:
             key_pos_BS = jax.lax.dynamic_update_slice(cache.key_pos_BS, new_key_pos.astype(jnp.int32), (0, cache.index))
 
-        x = jnp.take(self.embed[...], tokens_BT, axis=0).astype(cfg.activations_dtype)
-        if cfg.scale_embeddings:
+        x = jnp.take(self.embed[...], tokens_BT, axis=0)
+        if cfg.scale_embeddings:  # in the parameter dtype, as Gemma does: sqrt(d_model) rounds to bf16 with it
             x = x * jnp.asarray(cfg.d_model**0.5, x.dtype)
+        x = x.astype(cfg.activations_dtype)
         new_k, new_v = [], []
         for i, block in enumerate(self.blocks):
             kv = None if cache is None else (cache.k[i], cache.v[i])
