@@ -17,6 +17,7 @@ SECTIONS = {
     "mesh": (devices.mesh_section, devices.check_mesh),
     "distributed": (devices.distributed_section, devices.check_distributed),
     "optim": (training.optim_section, training.check_optim),
+    "data": (training.data_section, training.check_data),
     "sft": (training.sft_section, training.check_sft),
     "task_knobs": (training.task_knobs_default, None),  # checked by t1jax.data.tasks.check_tasks
     "sampling": (inference.sampling_section, inference.check_sampling),

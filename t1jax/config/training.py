@@ -32,6 +32,25 @@ def check_optim(config) -> None:
     require_regex("optim.trainable", o.trainable)
 
 
+# The prompt formats of t1jax.data.chat.PROMPT_FORMATS (a test keeps the two lists equal).
+PROMPT_FORMATS = ("plain", "chat", "qwen_math_cot")
+
+
+def data_section() -> ml_collections.ConfigDict:
+    d = ml_collections.ConfigDict()
+    # How a problem becomes a prompt, in SFT, RL and evaluation: "plain" (t1jax's own template),
+    # "chat" (the tokenizer's chat template, the problem as the user's message) or "qwen_math_cot"
+    # (the chat template with Qwen2.5-Math's "Please reason step by step, and put your final
+    # answer within \boxed{}." as the system message)
+    d.prompt_format = "plain"
+    return d
+
+
+def check_data(config) -> None:
+    fmt = config.data.prompt_format
+    require(fmt in PROMPT_FORMATS, f"data.prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {fmt!r}")
+
+
 def sft_section() -> ml_collections.ConfigDict:
     # Supervised fine-tuning.
     s = ml_collections.ConfigDict()
@@ -45,7 +64,7 @@ def sft_section() -> ml_collections.ConfigDict:
     s.strict_data = False  # a bad JSONL line: False = skip, count and report it; True = stop
     s.prompt_field = "prompt"
     s.response_field = "response"
-    s.tokenizer_path = ""  # sentencepiece .model; "" = train one on the data
+    s.tokenizer_path = ""  # a sentencepiece .model, a tokenizer.json or a folder with either; "" = train one
     s.seq_len = 192  # fits the built-in traces (countdown p95: 154 tokens with the demo tokenizer)
     s.batch_size = 32  # rows per step
     # Pack several whole examples into each row (each attends only to itself): the same examples

@@ -8,6 +8,7 @@ import dataclasses
 import grain
 import numpy as np
 
+from t1jax.data.chat import format_example
 from t1jax.data.tokenizer import Tokenizer
 
 
@@ -25,19 +26,21 @@ def encode_examples(
     seq_len: int,
     prompt_field: str = "prompt",
     response_field: str = "response",
+    prompt_format: str = "plain",
 ) -> EncodedExamples:
+    """Each example as [prompt | response] ids of at most seq_len + 1 tokens, the loss on the
+    response's tokens only (data.chat.format_example, in the run's prompt format)."""
     width = seq_len + 1
     tokens = np.full((len(examples), width), tokenizer.pad_id, np.int32)
     mask = np.zeros((len(examples), width), np.int32)
     lengths = np.zeros(len(examples), np.int32)
     truncated = 0
     for row, example in enumerate(examples):
-        prompt = tokenizer.encode_prompt(example[prompt_field])
-        response = tokenizer.encode_response(example[response_field])
-        ids = (prompt + response)[:width]
-        truncated += len(prompt) + len(response) > width
+        ids, loss_mask = format_example(tokenizer, example[prompt_field], example[response_field], prompt_format)
+        truncated += len(ids) > width
+        ids, loss_mask = ids[:width], loss_mask[:width]
         tokens[row, : len(ids)] = ids
-        mask[row, len(prompt) : len(ids)] = 1
+        mask[row, : len(ids)] = loss_mask
         lengths[row] = len(ids)
     return EncodedExamples(tokens, mask, truncated, lengths)
 

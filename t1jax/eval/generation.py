@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from t1jax.data.chat import format_prompt
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.runtime.progress import Progress
 from t1jax.sampling import Sampler
@@ -34,8 +35,17 @@ ContinueIds = Callable[[list[list[int]]], list[Generation]]
 class ModelGenerator:
     """Samples from `params` with a Sampler, `chunk` prompts per call (bounds the KV cache)."""
 
-    def __init__(self, sampler: Sampler, tokenizer: Tokenizer, params, seed: int = 0, chunk: int = 64, label: str = ""):
-        self.sampler, self.tokenizer, self.params = sampler, tokenizer, params
+    def __init__(
+        self,
+        sampler: Sampler,
+        tokenizer: Tokenizer,
+        params,
+        seed: int = 0,
+        chunk: int = 64,
+        label: str = "",
+        prompt_format: str = "plain",
+    ):
+        self.sampler, self.tokenizer, self.params, self.prompt_format = sampler, tokenizer, params, prompt_format
         self.key, self.chunk, self._calls, self.label = jax.random.key(seed), chunk, 0, label
 
     def generate_ids(self, prompts: list[list[int]]) -> list[list[Generation]]:
@@ -53,7 +63,7 @@ class ModelGenerator:
     def __call__(self, prompts: list[str], num_samples: int) -> list[list[Generation]]:
         if num_samples != self.sampler.num_samples:
             raise ValueError(f"this generator samples {self.sampler.num_samples} per prompt, not {num_samples}")
-        return self.generate_ids([self.tokenizer.encode_prompt(p) for p in prompts])
+        return self.generate_ids([format_prompt(self.tokenizer, p, self.prompt_format) for p in prompts])
 
     def continue_ids(self, prompts: list[list[int]]) -> list[Generation]:
         return [samples[0] for samples in self.generate_ids(prompts)]

@@ -6,6 +6,7 @@ import json
 import pathlib
 
 from t1jax.config import parse_budgets
+from t1jax.data.chat import format_prompt, stop_ids
 from t1jax.data.tasks import parse_knobs
 from t1jax.errors import ConfigError
 from t1jax.eval.evaluate import evaluate
@@ -40,7 +41,9 @@ class RunEvaluator:
         self.config, self.suite = config, suite or suite_from_config(config)
         self.tokenizer = run_tokenizer(run_dir, config.sft.tokenizer_path)
         self.budgets = parse_budgets(config.eval.budgets)
-        prompt_lens = [len(self.tokenizer.encode_prompt(p["prompt"])) for p in self.suite.problems]
+        self.prompt_format = config.data.prompt_format
+        prompts = [format_prompt(self.tokenizer, p["prompt"], self.prompt_format) for p in self.suite.problems]
+        prompt_lens = [len(p) for p in prompts]
         self.max_prompt_len = max(prompt_lens)
         self.layout = run_layout(run_dir, config)
         self._samplers: dict[tuple, Sampler] = {}
@@ -51,11 +54,11 @@ class RunEvaluator:
         if key not in self._samplers:
             self._samplers[key] = Sampler(
                 self.layout.model_config, strategy, max_new_tokens, num_samples,
-                (self.tokenizer.eos_id,), self.tokenizer.pad_id, max_prompt_len, self.layout,
+                stop_ids(self.tokenizer, self.prompt_format), self.tokenizer.pad_id, max_prompt_len, self.layout,
                 self.config.sampling.stage_tokens,
             )  # fmt: skip
         sampler, seed, chunk = self._samplers[key], self.config.run.seed, self.config.eval.batch_prompts
-        return ModelGenerator(sampler, self.tokenizer, params, seed, chunk, label)
+        return ModelGenerator(sampler, self.tokenizer, params, seed, chunk, label, self.prompt_format)
 
     def _params(self, run_dir: str, step: int | None):
         return load_run(run_dir, step, config=self.config, layout=self.layout, key="--run")[1]
@@ -85,7 +88,7 @@ class RunEvaluator:
             room = max(room, -(-max(map(len, prompts)) // ANSWER_MARGIN) * ANSWER_MARGIN)
             return self._generator(params, Greedy(), 1, ev.answer_tokens, room, label).continue_ids(prompts)
 
-        curve = scaling_curve(self.suite, self.tokenizer, drawn, continue_ids, self.budgets)
+        curve = scaling_curve(self.suite, self.tokenizer, drawn, continue_ids, self.budgets, self.prompt_format)
         return {**curve, "gain": scaling_gain(curve)}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from t1jax.data.chat import format_prompt
 from t1jax.data.tokenizer import Tokenizer
 from t1jax.eval.generation import ContinueIds, Generation
 from t1jax.eval.suites import Suite
@@ -24,12 +25,16 @@ def reasoning_of(text: str, marker: str) -> str:
 
 
 def forced_prompts(
-    tokenizer: Tokenizer, prompt: str, reasoning_ids: list[int], budgets: list[int], suffix: str
+    tokenizer: Tokenizer,
+    prompt: str,
+    reasoning_ids: list[int],
+    budgets: list[int],
+    suffix: str,
+    prompt_format: str = "plain",
 ) -> list[list[int]]:
-    """For each budget: [bos] prompt, the first `budget` reasoning tokens, then the suffix.
-
-    The cut reasoning and the suffix are encoded as one text, as a response is in training."""
-    prompt_ids = tokenizer.encode_prompt(prompt)
+    """For each budget: the prompt (in `prompt_format`), the first `budget` reasoning tokens, then
+    the suffix. The cut reasoning and the suffix are encoded as one text, as a response is in training."""
+    prompt_ids = format_prompt(tokenizer, prompt, prompt_format)
     return [prompt_ids + tokenizer.encode(tokenizer.decode(reasoning_ids[:b]) + suffix) for b in budgets]
 
 
@@ -39,6 +44,7 @@ def scaling_curve(
     traces: list[list[Generation]],
     continue_ids: ContinueIds,
     budgets: list[int],
+    prompt_format: str = "plain",
 ) -> dict:
     """Accuracy at each budget of one model, from the same number of reasoning traces for every
     problem of `suite` (traces[i]: problem i's); with several, accuracy is the mean over them."""
@@ -54,7 +60,7 @@ def scaling_curve(
     prompts, items = [], []
     for i, (problem, rows) in enumerate(zip(suite.problems, reasoning)):
         for ids in rows:
-            prompts += forced_prompts(tokenizer, problem["prompt"], ids, budgets, suite.forcing_suffix)
+            prompts += forced_prompts(tokenizer, problem["prompt"], ids, budgets, suite.forcing_suffix, prompt_format)
             items += [i] * len(budgets)
     # Shortest first: a sampler call pads its prompts to the longest of them, so prompts of similar
     # length together prefill ~3x fewer positions than budgets mixed in every call.

@@ -1,7 +1,10 @@
 """A run directory, as SFT and RL write it and every reader of weights takes it:
 
     <run>/config.json        the resolved config of the run (its `model` section describes the weights)
-    <run>/tokenizer.model    the run's tokenizer
+    <run>/tokenizer.model    the run's tokenizer: a sentencepiece model, or instead
+    <run>/tokenizer.json     a Hugging Face tokenizer (an imported model's), each with the files
+                             beside it that the source model shipped (tokenizer_config.json with
+                             the chat template, special_tokens_map.json, generation_config.json)
     <run>/checkpoints/<step> Orbax checkpoints (SFT: a train state; RL: {"policy", "anchor"})
 
 `load_run` is the one way to read a run back: evaluation, sampling, the forced-checks probe,
@@ -17,13 +20,14 @@ import pathlib
 import jax
 
 from t1jax.config import ModelConfig
-from t1jax.data.tokenizer import Tokenizer
+from t1jax.data.tokenizer import HF_TOKENIZER_FILE, Tokenizer
 from t1jax.errors import CheckpointError
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.layout import ParamsLayout, params_layout
 
 CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.model"
+TOKENIZER_FILE = "tokenizer.model"  # the tokenizer SFT trains, a sentencepiece model
+TOKENIZER_FILES = (HF_TOKENIZER_FILE, TOKENIZER_FILE)  # what a run may hold, in the order they are looked for
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -53,11 +57,28 @@ def run_model_config(run_dir: str | pathlib.Path, fallback: ModelConfig | None =
 
 
 def run_tokenizer(run_dir: str | pathlib.Path, tokenizer_path: str = "") -> Tokenizer:
-    """`tokenizer_path` if given (sft.tokenizer_path), else the run's own tokenizer."""
-    path = pathlib.Path(tokenizer_path) if tokenizer_path else pathlib.Path(run_dir) / TOKENIZER_FILE
-    if not path.is_file():
-        raise CheckpointError(f"no tokenizer at {path}; set sft.tokenizer_path")
-    return Tokenizer.load(str(path))
+    """`tokenizer_path` if given (sft.tokenizer_path: a .model file, a tokenizer.json, or a
+    directory holding either), else the run's own tokenizer (tokenizer.json or tokenizer.model)."""
+    if tokenizer_path:
+        if not pathlib.Path(tokenizer_path).exists():
+            raise CheckpointError(f"no tokenizer at {tokenizer_path}; set sft.tokenizer_path")
+        return Tokenizer.load(tokenizer_path)
+    if not has_tokenizer(run_dir):
+        names = " or ".join(TOKENIZER_FILES)
+        raise CheckpointError(f"no tokenizer in {run_dir} (no {names}); set sft.tokenizer_path")
+    return Tokenizer.load(run_dir)
+
+
+def has_tokenizer(run_dir: str | pathlib.Path) -> bool:
+    """Whether the run directory holds a tokenizer (either kind)."""
+    return any((pathlib.Path(run_dir) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def save_run_tokenizer(tokenizer: Tokenizer, run_dir: str | pathlib.Path) -> None:
+    """Keeps `tokenizer` in the run directory with all the files it came with (primary process only)."""
+    if jax.process_index() == 0:
+        pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)
+        tokenizer.save(run_dir)
 
 
 def run_layout(run_dir: str | pathlib.Path, config) -> ParamsLayout:
@@ -115,3 +136,20 @@ def check_run_dir(run_dir: str | pathlib.Path, key: str) -> pathlib.Path:
 def _differences(saved: ModelConfig, expected: ModelConfig) -> str:
     a, b = dataclasses.asdict(saved), dataclasses.asdict(expected)
     return ", ".join(f"model.{k} is {a[k]!r} there, {b[k]!r} here" for k in a if a[k] != b[k])
+
+
+def save_run(run_dir: str | pathlib.Path, config, params, files: dict | None = None, step: int = 0) -> None:
+    """Writes a run directory for parameters that no training produced (an imported checkpoint):
+    config.json (`config`, a resolved t1jax config whose `model` section describes `params`),
+    `files` ({name in the run: source path}, e.g. the tokenizer files) copied in, and the params
+    as checkpoint `step` ({"params": params}, what `load_run` reads)."""
+    import shutil
+
+    run_dir = pathlib.Path(run_dir)
+    save_run_config(run_dir, config)
+    if jax.process_index() == 0:
+        for name, source in (files or {}).items():
+            shutil.copyfile(source, run_dir / name)
+    with Checkpointer(str(run_dir / CHECKPOINT_DIR), max_to_keep=1, async_save=False) as checkpointer:
+        checkpointer.save(step, {"params": params}, force=True)
+        checkpointer.wait()

@@ -27,7 +27,14 @@ from t1jax.errors import ConfigError
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.metrics import MetricsWriter, read_metrics
 from t1jax.runtime.progress import Progress
-from t1jax.runtime.run_dir import TOKENIZER_FILE, check_run_dir, load_params, run_tokenizer, save_run_config
+from t1jax.runtime.run_dir import (
+    check_run_dir,
+    has_tokenizer,
+    load_params,
+    run_tokenizer,
+    save_run_config,
+    save_run_tokenizer,
+)
 from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.sft_step import make_eval_loss, make_sft_step
 from t1jax.train.state import layout_from_config
@@ -58,8 +65,8 @@ def load_examples(config, seed: int) -> tuple[list[dict], list[dict], str]:
 def sft_tokenizer(config, examples: list[dict], workdir: pathlib.Path) -> Tokenizer:
     """The configured tokenizer file, the one saved in the workdir, that of sft.init_from, or a new
     one trained on the data; a copy stays in the workdir, so the run directory is self-contained."""
-    s, saved = config.sft, workdir / TOKENIZER_FILE
-    if s.tokenizer_path or saved.is_file():
+    s, saved = config.sft, has_tokenizer(workdir)
+    if s.tokenizer_path or saved:
         tokenizer = run_tokenizer(workdir, s.tokenizer_path)
     elif s.init_from:
         tokenizer = run_tokenizer(check_run_dir(s.init_from, "sft.init_from").parent)
@@ -72,8 +79,8 @@ def sft_tokenizer(config, examples: list[dict], workdir: pathlib.Path) -> Tokeni
             examples = train + validation
         texts = (e[field] for e in examples for field in (s.prompt_field, s.response_field))
         tokenizer = Tokenizer.train(texts, config.model.vocab_size)
-    if jax.process_index() == 0 and not saved.is_file():
-        tokenizer.save(str(saved))
+    if not saved:
+        save_run_tokenizer(tokenizer, workdir)
     if tokenizer.vocab_size > config.model.vocab_size:
         raise ConfigError(
             f"the tokenizer has {tokenizer.vocab_size} pieces but model.vocab_size is "
@@ -100,10 +107,11 @@ def run_sft(config) -> dict:
     print(f"sft data: {data_summary}", file=sys.stderr)
     save_run_config(workdir, config)
     tokenizer = sft_tokenizer(config, train_examples + eval_examples, workdir)
-    train_data = encode_examples(train_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
+    fields = (s.prompt_field, s.response_field, config.data.prompt_format)
+    train_data = encode_examples(train_examples, tokenizer, s.seq_len, *fields)
     eval_data = None
     if eval_examples:
-        eval_data = encode_examples(eval_examples, tokenizer, s.seq_len, s.prompt_field, s.response_field)
+        eval_data = encode_examples(eval_examples, tokenizer, s.seq_len, *fields)
     if train_data.num_truncated:
         print(
             f"sft data: {train_data.num_truncated} of {len(train_examples)} training examples are longer than "

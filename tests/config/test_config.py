@@ -387,3 +387,12 @@ def test_demo_long_is_the_demo_with_longer_rl():
     assert (demo["rl.num_steps"], long["rl.num_steps"]) == (30, 800)
     differing = {key for key, value in long.items() if demo.get(key) != value}
     assert differing == {"run.workdir", "rl.num_steps", "demo.rl_checkpoints"}
+
+
+def test_the_config_knows_exactly_the_prompt_formats_of_data_chat():
+    from t1jax.config.training import PROMPT_FORMATS
+    from t1jax.data.chat import PROMPT_FORMATS as FORMATS
+
+    assert tuple(FORMATS) == PROMPT_FORMATS
+    with pytest.raises(ConfigError, match="data.prompt_format must be one of plain, chat, qwen_math_cot"):
+        config_lib.load(None, {"data.prompt_format": "alpaca"})

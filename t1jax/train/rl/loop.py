@@ -19,6 +19,7 @@ import numpy as np
 
 from t1jax import parallel
 from t1jax.config import with_overrides
+from t1jax.data.chat import format_prompt, stop_ids
 from t1jax.data.rl_prompts import prompt_stream
 from t1jax.data.tasks import task_from_config
 from t1jax.errors import ConfigError, TrainingError
@@ -26,7 +27,14 @@ from t1jax.rewards.penalties import PenaltyConfig
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.metrics import MetricsWriter
 from t1jax.runtime.progress import Progress
-from t1jax.runtime.run_dir import TOKENIZER_FILE, check_run_dir, load_run, run_tokenizer, save_run_config
+from t1jax.runtime.run_dir import (
+    check_run_dir,
+    has_tokenizer,
+    load_run,
+    run_tokenizer,
+    save_run_config,
+    save_run_tokenizer,
+)
 from t1jax.sampling import Sampler, strategy_for
 from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages
 from t1jax.train.rl.batch import pack, sequence_kl, token_advantages
@@ -110,7 +118,7 @@ class RLRun:
             strategy_for(r.sampling),
             r.sampling.max_new_tokens,
             r.sampling.num_samples,
-            (self.tokenizer.eos_id,),
+            stop_ids(self.tokenizer, config.data.prompt_format),
             self.tokenizer.pad_id,
             config.sampling.max_prompt_len,
             self.layout,
@@ -140,14 +148,14 @@ class RLRun:
 
     def _tokenizer(self):
         """The tokenizer of rl.init_from (or sft.tokenizer_path), kept in the workdir on the first start."""
-        init_from, saved = self.config.rl.init_from, self.workdir / TOKENIZER_FILE
+        init_from, saved = self.config.rl.init_from, has_tokenizer(self.workdir)
         if init_from:
             check_run_dir(init_from, "rl.init_from")
-        elif not (self.config.sft.tokenizer_path or saved.is_file()):
+        elif not (self.config.sft.tokenizer_path or saved):
             raise ConfigError("RL needs a tokenizer: set rl.init_from to an SFT run's workdir or sft.tokenizer_path")
         tokenizer = run_tokenizer(init_from or self.workdir, self.config.sft.tokenizer_path)
-        if jax.process_index() == 0 and not saved.is_file():
-            tokenizer.save(str(saved))
+        if not saved:
+            save_run_tokenizer(tokenizer, self.workdir)
         return tokenizer
 
     def initial_state(self):
@@ -170,7 +178,8 @@ class RLRun:
     def next_prompts(self) -> tuple[list[dict], list[list[int]]]:
         """The next rl.prompts_per_step problems and their encoded prompts."""
         problems = next(self.prompts)
-        return problems, [self.tokenizer.encode_prompt(self.task.prompt(p)) for p in problems]
+        fmt = self.config.data.prompt_format
+        return problems, [format_prompt(self.tokenizer, self.task.prompt(p), fmt) for p in problems]
 
     @staticmethod
     def sampling_key(rng, step: int, round_: int):
