@@ -13,10 +13,11 @@ KNOWN = {"math500": "math500.jsonl", "gsm8k": "gsm8k.jsonl", "aime24": "aime24.j
 
 
 def benchmarks_dir() -> pathlib.Path:
-    """$T1JAX_BENCHMARKS, else ../shared/benchmarks next to the checkout (where the test sets live)."""
+    """$T1JAX_BENCHMARKS, else the test sets shipped with the package (benchmark_sets/, whose
+    README.md gives each file's source and licence)."""
     if os.environ.get("T1JAX_BENCHMARKS"):
         return pathlib.Path(os.environ["T1JAX_BENCHMARKS"])
-    return pathlib.Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
+    return pathlib.Path(__file__).resolve().parent / "benchmark_sets"
 
 
 def boxed_prompt(problem: str) -> str:

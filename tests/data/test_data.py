@@ -176,3 +176,19 @@ def test_existing_sentencepiece_models_load_through_the_same_interface(tmp_path)
     assert (tok.bos_id, tok.eos_id, tok.pad_id) == (1, 2, 0)
     ids = tok.encode_prompt("Make 10 from 2, 5.") + tok.encode_response("2*5")
     assert ids[0] == 1 and ids[-1] == 2 and tok.decode(ids) == "Make 10 from 2, 5. 2*5"  # Llama-style dummy prefix
+
+
+def test_the_benchmarks_ship_with_the_package_intact():
+    """MATH500, GSM8K test and AIME 2024 are package data: their rows and their files' SHA-256 as
+    recorded in benchmark_sets/README.md."""
+    import hashlib
+    import re
+
+    from t1jax.data.benchmarks import benchmarks_dir, load_benchmark
+
+    readme = (benchmarks_dir() / "README.md").read_text()
+    for name, rows in (("math500", 500), ("gsm8k", 1319), ("aime24", 30)):
+        digest = hashlib.sha256((benchmarks_dir() / f"{name}.jsonl").read_bytes()).hexdigest()
+        assert re.search(rf"{digest}\s+{name}\.jsonl", readme), name
+        loaded = load_benchmark(name)
+        assert len(loaded) == rows and all(row["problem"] and row["answer"] for row in loaded)

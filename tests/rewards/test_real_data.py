@@ -2,22 +2,16 @@
 its own answer, and a perturbed answer must not. Graded in-process (no pool), so it is fast."""
 
 import json
-import pathlib
 import re
 
-import pytest
-
+from t1jax.data.benchmarks import benchmarks_dir
 from t1jax.rewards import extract_answer, grade, is_equivalent
 from t1jax.rewards.normalize import is_textual, normalize
 from t1jax.rewards.parser import parse_answer
 
-BENCHMARKS = pathlib.Path(__file__).parents[3] / "shared" / "benchmarks"
-
 
 def _rows(name: str) -> list[dict]:
-    path = BENCHMARKS / f"{name}.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
+    path = benchmarks_dir() / f"{name}.jsonl"
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
