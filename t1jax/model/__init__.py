@@ -1,6 +1,7 @@
 """The Flax NNX decoder and its pure-function interface (params as plain nested dicts)."""
 
 from t1jax.config import ModelConfig  # defined with the config: the `model` section is built from it
+from t1jax.model.gguf import load_gguf
 from t1jax.model.hf import load_hf
 from t1jax.model.kv_cache import KVCache
 from t1jax.model.params import abstract_params, forward, init_params, logical_axes, make_model
@@ -13,6 +14,7 @@ __all__ = [
     "abstract_params",
     "forward",
     "init_params",
+    "load_gguf",
     "load_hf",
     "logical_axes",
     "make_model",

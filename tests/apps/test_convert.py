@@ -130,7 +130,8 @@ def test_export_reloads_in_transformers_with_the_same_logits(source, run, tmp_pa
 
 def test_clear_errors(source, run, tmp_path):
     directory, _ = run
-    with pytest.raises(CheckpointError, match="GGUF import is not available yet"):
+    (tmp_path / "model.gguf").write_bytes(b"not a gguf file at all")
+    with pytest.raises(CheckpointError, match="model.gguf"):
         import_checkpoint(str(tmp_path / "model.gguf"), str(tmp_path / "a"))
     with pytest.raises(CheckpointError, match="no such file or directory"):
         import_checkpoint(str(tmp_path / "nowhere"), str(tmp_path / "a"))
