@@ -129,6 +129,8 @@ def _sample(config, prompt: list[str] | None = None, num_samples: int | None = N
 
     if not prompt:
         raise config_lib.ConfigError("sample needs at least one --prompt TEXT")
+    if num_samples is not None and num_samples < 1:
+        raise config_lib.ConfigError(f"--num_samples must be >= 1, got {num_samples}")
     for result in run_sample(config, prompt, num_samples):
         print(json.dumps(result))
 

@@ -87,6 +87,10 @@ def sft_section() -> ml_collections.ConfigDict:
 def check_sft(config) -> None:
     s = config.sft
     require(s.seq_len > 1 and s.num_steps > 0, "sft.seq_len must be > 1 and sft.num_steps > 0")
+    require(s.batch_size > 0, f"sft.batch_size must be positive, got {s.batch_size}")
+    require(
+        s.num_builtin_examples > 0, f"sft.num_builtin_examples must be positive, got {s.num_builtin_examples}"
+    )
     require(
         s.grad_accum_steps > 0 and s.batch_size % s.grad_accum_steps == 0,
         f"sft.batch_size ({s.batch_size}) must be divisible by sft.grad_accum_steps ({s.grad_accum_steps})",
@@ -152,6 +156,8 @@ def check_rl(config) -> None:
     r = config.rl
     K = r.sampling.num_samples
     check_samples("rl.sampling", r.sampling)
+    require(r.learning_rate > 0, f"rl.learning_rate must be positive, got {r.learning_rate}")
+    require(r.warmup_steps >= 0, f"rl.warmup_steps must be >= 0, got {r.warmup_steps}")
     require(K >= 2, f"rl.sampling.num_samples (K) must be >= 2 for the leave-one-out baseline, got {K}")
     require(r.sampling.temperature > 0, "rl.sampling.temperature must be > 0: RL learns from sampled responses")
     require(

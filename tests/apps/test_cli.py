@@ -21,6 +21,7 @@ def _t1jax(cli, *args):
         (["sft", "--config.model.num_kv_heads=3"], "model.num_heads (8) must be divisible by model.num_kv_heads (3)"),
         (["train"], "unknown command 'train'"),
         (["sft", "--lr=3"], "unexpected argument '--lr=3'"),
+        (["sample", "--prompt", "p", "--num_samples", "0"], "--num_samples must be >= 1, got 0"),
     ],
 )
 def test_config_mistakes(t1jax_cli, args, message):

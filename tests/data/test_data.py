@@ -192,3 +192,14 @@ def test_the_benchmarks_ship_with_the_package_intact():
         assert re.search(rf"{digest}\s+{name}\.jsonl", readme), name
         loaded = load_benchmark(name)
         assert len(loaded) == rows and all(row["problem"] and row["answer"] for row in loaded)
+
+
+def test_a_vocabulary_too_small_for_the_bytes_is_a_data_error():
+    """Byte fallback needs 256 byte pieces and the specials: fewer is the user's model.vocab_size."""
+    import pytest
+
+    from t1jax.data.tokenizer import Tokenizer
+    from t1jax.errors import DataError
+
+    with pytest.raises(DataError, match=r"cannot train a tokenizer of 100 pieces \(model.vocab_size\)"):
+        Tokenizer.train([f"{a} + {a} = {2 * a}" for a in range(100)], 100)

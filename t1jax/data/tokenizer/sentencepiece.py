@@ -39,24 +39,28 @@ class SentencePieceTokenizer(Tokenizer):
     def train(cls, texts: Iterable[str], vocab_size: int) -> SentencePieceTokenizer:
         """BPE with byte fallback (any Unicode text round-trips) and fixed special ids."""
         buffer = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_writer=buffer,
-            vocab_size=vocab_size,
-            model_type="bpe",
-            byte_fallback=True,
-            character_coverage=1.0,
-            pad_id=PAD,
-            unk_id=UNK,
-            bos_id=BOS,
-            eos_id=EOS,
-            split_digits=True,
-            hard_vocab_limit=False,
-            add_dummy_prefix=False,
-            remove_extra_whitespaces=False,
-            normalization_rule_name="identity",
-            minloglevel=2,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts),
+                model_writer=buffer,
+                vocab_size=vocab_size,
+                model_type="bpe",
+                byte_fallback=True,
+                character_coverage=1.0,
+                pad_id=PAD,
+                unk_id=UNK,
+                bos_id=BOS,
+                eos_id=EOS,
+                split_digits=True,
+                hard_vocab_limit=False,
+                add_dummy_prefix=False,
+                remove_extra_whitespaces=False,
+                normalization_rule_name="identity",
+                minloglevel=2,
+            )
+        except RuntimeError as e:  # e.g. fewer pieces than the 256 bytes and specials need
+            message = str(e).split("] ", 1)[-1].split(". Increase")[0]
+            raise DataError(f"cannot train a tokenizer of {vocab_size} pieces (model.vocab_size): {message}") from None
         return cls(buffer.getvalue())
 
     @classmethod
