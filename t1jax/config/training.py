@@ -88,9 +88,7 @@ def check_sft(config) -> None:
     s = config.sft
     require(s.seq_len > 1 and s.num_steps > 0, "sft.seq_len must be > 1 and sft.num_steps > 0")
     require(s.batch_size > 0, f"sft.batch_size must be positive, got {s.batch_size}")
-    require(
-        s.num_builtin_examples > 0, f"sft.num_builtin_examples must be positive, got {s.num_builtin_examples}"
-    )
+    require(s.num_builtin_examples > 0, f"sft.num_builtin_examples must be positive, got {s.num_builtin_examples}")
     require(
         s.grad_accum_steps > 0 and s.batch_size % s.grad_accum_steps == 0,
         f"sft.batch_size ({s.batch_size}) must be divisible by sft.grad_accum_steps ({s.grad_accum_steps})",

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 
 import jax
 
 from t1jax.config import ModelConfig
 from t1jax.data.tokenizer import HF_TOKENIZER_FILE, Tokenizer
-from t1jax.errors import CheckpointError
+from t1jax.errors import CheckpointError, ConfigError
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.layout import ParamsLayout, params_layout
 
@@ -29,6 +30,21 @@ CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.model"  # the tokenizer SFT trains, a sentencepiece model
 TOKENIZER_FILES = (HF_TOKENIZER_FILE, TOKENIZER_FILE)  # what a run may hold, in the order they are looked for
 CHECKPOINT_DIR = "checkpoints"
+
+
+def make_workdir(workdir: str | pathlib.Path, key: str = "run.workdir") -> pathlib.Path:
+    """The run directory, created if needed and checked writable, so that a path under a file, a
+    file in its place or a read-only disk is one line naming `key` rather than a failure deep
+    inside a checkpoint write."""
+    path = pathlib.Path(workdir)
+    probe = path / f".t1jax-write-check-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{key}={workdir} cannot be used as a run directory: {e.strerror or e}") from None
+    return path
 
 
 def save_run_config(workdir: str | pathlib.Path, config) -> None:

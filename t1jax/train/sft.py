@@ -31,6 +31,7 @@ from t1jax.runtime.run_dir import (
     check_run_dir,
     has_tokenizer,
     load_params,
+    make_workdir,
     run_tokenizer,
     save_run_config,
     save_run_tokenizer,
@@ -100,8 +101,7 @@ def run_sft(config) -> dict:
     """Trains for config.sft.num_steps steps (resuming if possible); returns a summary."""
     parallel.initialize(config.distributed)
     s, run = config.sft, config.run
-    workdir = pathlib.Path(run.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = make_workdir(run.workdir)
 
     train_examples, eval_examples, data_summary = load_examples(config, run.seed)
     print(f"sft data: {data_summary}", file=sys.stderr)

@@ -3,6 +3,7 @@ run saved, onto any mesh, and clear errors for what is not a run."""
 
 import dataclasses
 import json
+import os
 
 import jax
 import numpy as np
@@ -84,3 +85,25 @@ def test_what_is_not_a_run_is_named(tmp_path, run_dir):
     (broken / "config.json").write_text(json.dumps({"model": {"d_model": 8, "wings": 2}}))
     with pytest.raises(CheckpointError, match="does not describe a model"):
         load_run(broken)
+
+
+def test_a_workdir_that_cannot_be_a_run_directory_is_one_line(tmp_path):
+    from t1jax.errors import ConfigError
+    from t1jax.runtime.run_dir import make_workdir
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"run.workdir=.*file cannot be used as a run directory"):
+        make_workdir(tmp_path / "file")  # a file in its place
+    with pytest.raises(ConfigError, match=r"run.workdir=.*under cannot be used"):
+        make_workdir(tmp_path / "file" / "under")  # under a file
+    assert make_workdir(tmp_path / "new" / "run").is_dir() and not list((tmp_path / "new" / "run").iterdir())
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        if os.access(read_only, os.W_OK):  # root ignores permission bits
+            pytest.skip("this user can write into a read-only directory")
+        with pytest.raises(ConfigError, match="read-only/run cannot be used"):
+            make_workdir(read_only / "run")
+    finally:
+        read_only.chmod(0o700)

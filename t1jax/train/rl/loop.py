@@ -11,7 +11,6 @@ CPU, repeats the same metric stream.
 
 from __future__ import annotations
 
-import pathlib
 import time
 
 import jax
@@ -31,6 +30,7 @@ from t1jax.runtime.run_dir import (
     check_run_dir,
     has_tokenizer,
     load_run,
+    make_workdir,
     run_tokenizer,
     save_run_config,
     save_run_tokenizer,
@@ -101,8 +101,7 @@ class RLRun:
     def __init__(self, config):
         parallel.initialize(config.distributed)
         self.config, r = config, config.rl
-        self.workdir = pathlib.Path(config.run.workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = make_workdir(config.run.workdir)
         save_run_config(self.workdir, config)
         self.tokenizer = self._tokenizer()
         self.task = task_from_config(config, r.task)
