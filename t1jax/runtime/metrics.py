@@ -37,7 +37,7 @@ class _TensorBoardScalars:
     file-name suffix, and build each summary with tensorboardX's own ``scalar()``.
     """
 
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str, purge_from: int | None = None):
         # Imported here: tensorboardX imports torch when it is installed (seconds), and
         # runs with tensorboard=False or on non-primary hosts should not pay for that.
         from tensorboardX.event_file_writer import EventsWriter
@@ -48,6 +48,14 @@ class _TensorBoardScalars:
         os.makedirs(logdir, exist_ok=True)
         suffix = f".{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self._writer = EventsWriter(os.path.join(logdir, "events"), filename_suffix=suffix)
+        if purge_from is not None:
+            # What tensorboardX's purge_step writes: TensorBoard drops the events of earlier
+            # files at steps >= purge_from, the steps a resumed run is about to redo.
+            from tensorboardX.proto.event_pb2 import SessionLog
+
+            start = SessionLog(status=SessionLog.START)
+            self._writer.write_event(Event(wall_time=time.time(), step=purge_from, session_log=start))
+            self._writer.flush()
 
     def write(self, step: int, values: Mapping[str, float]) -> None:
         wall_time = time.time()
@@ -98,8 +106,11 @@ class MetricsWriter:
 
     Files are opened in append mode so a resumed run continues the same log; a resumed
     run adds a new TensorBoard event file next to the old ones (TensorBoard reads them
-    all) and continues the same W&B run. Everything is flushed on each ``write``: a crash
-    never loses a line or an event that ``write`` returned from. Non-finite values are
+    all) and continues the same W&B run. With ``resume_step`` (the step of the checkpoint
+    a run resumed from) the records of later steps, which the run will redo, are dropped
+    from the JSONL and purged from TensorBoard, so each step appears once. Everything is
+    flushed on each ``write``: a crash never loses a line or an event that ``write`` returned
+    from. Non-finite values are
     written as ``NaN``/``Infinity`` (Python's json extension), which :func:`read_metrics`
     reads back.
 
@@ -115,6 +126,7 @@ class MetricsWriter:
         wandb_project: str = "",
         wandb_run_name: str = "",
         config: Mapping[str, Any] | None = None,
+        resume_step: int | None = None,
     ):
         self.is_primary = is_primary
         self.path = os.path.join(workdir, METRICS_FILENAME)
@@ -126,9 +138,12 @@ class MetricsWriter:
         os.makedirs(workdir, exist_ok=True)
         if wandb_project:  # first: a missing wandb fails before any file is opened
             self._wandb_run = _init_wandb(workdir, wandb_project, wandb_run_name, config)
+        if resume_step is not None:
+            _truncate_after(self.path, resume_step)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the writer
         if tensorboard:
-            self._events = _TensorBoardScalars(os.path.join(workdir, TENSORBOARD_DIRNAME))
+            purge_from = None if resume_step is None else resume_step + 1
+            self._events = _TensorBoardScalars(os.path.join(workdir, TENSORBOARD_DIRNAME), purge_from)
 
     def write(self, step: int, metrics: Mapping[str, Any], prefix: str = "") -> None:
         """Log ``metrics`` at ``step``; values may be Python, numpy or jax scalars."""
@@ -159,6 +174,20 @@ class MetricsWriter:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _truncate_after(path: str, step: int) -> None:
+    """Drops the records of steps after `step` from a metrics.jsonl (atomically): a run resumed
+    from the checkpoint of `step` redoes them, and each step is then logged once."""
+    if not os.path.exists(path):
+        return
+    kept = [json.dumps(r) for r in read_metrics(path) if r.get("step", 0) <= step]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in kept))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_metrics(path: str) -> list[dict]:

@@ -149,6 +149,7 @@ def run_sft(config) -> dict:
         wandb_project=run.wandb_project,
         wandb_run_name=str(workdir),
         config=config,
+        resume_step=start_step,
     )
     progress = Progress(s.num_steps, "sft", enabled=run.progress and is_primary, start=start_step)
     summary = {

@@ -132,6 +132,29 @@ def test_resumed_writer_keeps_the_first_event_file(tmp_path):
     assert scalars == [("sft/loss", 1, 2.0), ("sft/loss", 2, 1.5), ("sft/loss", 3, 1.0)]
 
 
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    """Resumed from the checkpoint of step 3 after logging 5 steps: the JSONL keeps steps 1-3 and
+    gets the redone 4 and 5 once; the new event file starts with TensorBoard's purge marker (a
+    SessionLog START at step 4, what tensorboardX's purge_step writes), so TensorBoard drops
+    the old file's steps 4 and 5."""
+    event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    with MetricsWriter(str(tmp_path)) as writer:
+        for step in range(1, 6):
+            writer.write(step, {"loss": float(step)})
+    with MetricsWriter(str(tmp_path), resume_step=3) as writer:
+        for step in (4, 5):
+            writer.write(step, {"loss": 10.0 + step})
+    records = read_metrics(str(tmp_path / "metrics.jsonl"))
+    assert [(r["step"], r["loss"]) for r in records] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 14.0), (5, 15.0)]
+    events = {path: _read_events(path) for path in _event_files(tmp_path)}
+    (second,) = [path for path, found in events.items() if found[0].HasField("session_log")]
+    (first,) = [path for path in events if path != second]
+    marker, *scalars = events[second]
+    assert marker.step == 4 and marker.session_log.status == event_pb2.SessionLog.START
+    assert _scalars(scalars) == [("loss", 4, 14.0), ("loss", 5, 15.0)]
+    assert [s[1] for s in _scalars(events[first])] == [1, 2, 3, 4, 5]  # purged by TensorBoard, not here
+
+
 def test_importing_the_writer_does_not_import_tensorboardx():
     # tensorboardX imports torch when it is installed: only a writer with tensorboard=True pays.
     code = "import sys, t1jax.runtime.metrics; print('tensorboardX' in sys.modules, 'wandb' in sys.modules)"

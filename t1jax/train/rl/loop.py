@@ -205,6 +205,7 @@ def run_rl(config) -> dict:
         wandb_project=config.run.wandb_project,
         wandb_run_name=str(run.workdir),
         config=config,
+        resume_step=start,
     )
     progress = Progress(r.num_steps, "rl", enabled=config.run.progress and is_primary, start=start)
     metrics: dict = {}

@@ -75,6 +75,8 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path, sft_dir):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["start_step"] >= 2
     assert _stream(killed_dir) == _stream(tmp_path / "full")
+    steps = [r["step"] for r in read_metrics(str(killed_dir / "metrics.jsonl"))]
+    assert steps == list(range(1, 7))  # the redone steps are logged once
 
 
 def test_rl_with_trainable_parameters_moves_only_those_and_resumes(tmp_path, sft_dir):
