@@ -23,3 +23,11 @@ class SamplingError(T1jaxError, ValueError):
 
 class TrainingError(T1jaxError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class Stopped(T1jaxError):
+    """A run stopped on SIGTERM (a preempted TPU VM) or SIGINT after saving the step it finished."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number  # what a shell reports for a process the signal ended

@@ -8,7 +8,7 @@ import sys
 
 from t1jax import config as config_lib
 from t1jax.data.tasks import check_tasks
-from t1jax.errors import T1jaxError
+from t1jax.errors import Stopped, T1jaxError
 
 USAGE = """usage: t1jax <command> [--config FILE] [--config.section.key=value ...]
 
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         config = config_lib.load(path, overrides, DEFAULT_CONFIGS.get(command))
         check_tasks(config)  # task names and knobs, before any training
         COMMANDS[command](config, **options)
+    except Stopped as e:
+        print(f"t1jax: {e}", file=sys.stderr)
+        return e.exit_code
     except T1jaxError as e:
         print(f"t1jax: error: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from t1jax.data.tokenizer import Tokenizer
 from t1jax.errors import ConfigError
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.metrics import MetricsWriter, read_metrics
+from t1jax.runtime.preemption import StopOnSignal
 from t1jax.runtime.progress import Progress
 from t1jax.runtime.run_dir import (
     check_run_dir,
@@ -164,38 +165,44 @@ def run_sft(config) -> dict:
     tokens_per_step = s.batch_size * s.seq_len
     stopper = EarlyStopping(s.patience, s.min_improvement, _val_history(workdir, start_step))
     summary["stopped_early"] = stopper.stopped  # a resumed run that had already stopped trains no further
-    try:
-        last_time, last_step = time.perf_counter(), start_step
-        for step in range(start_step + 1, 0 if stopper.stopped else s.num_steps + 1):
-            state, metrics = step_fn(state, parallel.to_global(next(batches), batch_sh))
-            final = step == s.num_steps
-            if step % run.log_every == 0 or final:
-                metrics = {k: float(v) for k, v in metrics.items()}
-                now = time.perf_counter()
-                metrics["tokens_per_s"] = tokens_per_step * (step - last_step) / (now - last_time)
-                last_time, last_step = now, step
-                writer.write(step, metrics)
-                progress.update(step, loss=metrics["loss"])
-                summary["train_loss"] = metrics["loss"]
-            if eval_data is not None and (step % s.eval_every == 0 or final):
-                summary["val_loss"] = validation_loss(eval_fn, state.params, eval_data, s.batch_size, batch_sh)
-                writer.write(step, {"loss": summary["val_loss"]}, prefix="val_")
-                if stopper.update(summary["val_loss"]) and not final:
-                    print(
-                        f"sft: validation loss has not improved by {s.min_improvement:.0%} for {s.patience} "
-                        f"evaluations (best {stopper.best:.4f}); stopping at step {step}",
-                        file=sys.stderr,
-                    )
-                    final, summary["stopped_early"] = True, True
-            if step % config.checkpoint.save_every == 0 or final:
-                checkpointer.save(step, state, batches.get_state(), force=True)
-            if final:
-                break
-        checkpointer.wait()
-    finally:
-        progress.close()
-        writer.close()
-        checkpointer.close()
+    with StopOnSignal() as stop:
+        try:
+            last_time, last_step = time.perf_counter(), start_step
+            for step in range(start_step + 1, 0 if stopper.stopped else s.num_steps + 1):
+                state, metrics = step_fn(state, parallel.to_global(next(batches), batch_sh))
+                final = step == s.num_steps
+                if step % run.log_every == 0 or final:
+                    metrics = {k: float(v) for k, v in metrics.items()}
+                    now = time.perf_counter()
+                    metrics["tokens_per_s"] = tokens_per_step * (step - last_step) / (now - last_time)
+                    last_time, last_step = now, step
+                    writer.write(step, metrics)
+                    progress.update(step, loss=metrics["loss"])
+                    summary["train_loss"] = metrics["loss"]
+                if eval_data is not None and (step % s.eval_every == 0 or final):
+                    summary["val_loss"] = validation_loss(eval_fn, state.params, eval_data, s.batch_size, batch_sh)
+                    writer.write(step, {"loss": summary["val_loss"]}, prefix="val_")
+                    if stopper.update(summary["val_loss"]) and not final:
+                        print(
+                            f"sft: validation loss has not improved by {s.min_improvement:.0%} for {s.patience} "
+                            f"evaluations (best {stopper.best:.4f}); stopping at step {step}",
+                            file=sys.stderr,
+                        )
+                        final, summary["stopped_early"] = True, True
+                if step % config.checkpoint.save_every == 0 or final:
+                    checkpointer.save(step, state, batches.get_state(), force=True)
+                if final:
+                    break
+                if stop.requested(step):
+                    if step % config.checkpoint.save_every:  # else saved just above
+                        checkpointer.save(step, state, batches.get_state(), force=True)
+                    checkpointer.wait()
+                    raise stop.stopped(step)
+            checkpointer.wait()
+        finally:
+            progress.close()
+            writer.close()
+            checkpointer.close()
     summary["final_step"] = int(state.step)
     return summary
 

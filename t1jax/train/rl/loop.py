@@ -25,6 +25,7 @@ from t1jax.errors import ConfigError, TrainingError
 from t1jax.rewards.penalties import PenaltyConfig
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.metrics import MetricsWriter
+from t1jax.runtime.preemption import StopOnSignal
 from t1jax.runtime.progress import Progress
 from t1jax.runtime.run_dir import (
     check_run_dir,
@@ -196,7 +197,9 @@ def run_rl(config) -> dict:
     state, anchor, data_state = run.initial_state()
     if data_state:
         run.prompts.set_state(data_state["prompts"])
-    start = int(state.step) // (r.num_passes * r.minibatches)
+    # The RL step is saved with the prompts: a step whose groups all lacked signal made no
+    # update, so the optimizer's count can fall behind it (older checkpoints: that count).
+    start = (data_state or {}).get("step", int(state.step) // (r.num_passes * r.minibatches))
     is_primary = jax.process_index() == 0
     writer = MetricsWriter(
         str(run.workdir),
@@ -209,16 +212,30 @@ def run_rl(config) -> dict:
     )
     progress = Progress(r.num_steps, "rl", enabled=config.run.progress and is_primary, start=start)
     metrics: dict = {}
-    try:
-        for step in range(start + 1, r.num_steps + 1):
-            state, anchor, metrics = rl_step(run, state, anchor, step)
-            writer.write(step, metrics)  # before the checkpoint: a kill between the two must not lose this step's line
-            if step % config.checkpoint.save_every == 0 or step == r.num_steps:
-                run.checkpointer.save(step, {"policy": state, "anchor": anchor}, {"prompts": run.prompts.get_state()})
-            progress.update(step, acc=metrics["accuracy"], reward=metrics["reward"])
-        run.checkpointer.wait()
-    finally:
-        progress.close()
-        writer.close()
-        run.checkpointer.close()
+
+    def save(step):
+        data = {"prompts": run.prompts.get_state(), "step": step}
+        run.checkpointer.save(step, {"policy": state, "anchor": anchor}, data)
+
+    with StopOnSignal() as stop:
+        try:
+            for step in range(start + 1, r.num_steps + 1):
+                state, anchor, metrics = rl_step(run, state, anchor, step)
+                writer.write(
+                    step, metrics
+                )  # before the checkpoint: a kill between the two must not lose this step's line
+                saved = step % config.checkpoint.save_every == 0 or step == r.num_steps
+                if saved:
+                    save(step)
+                progress.update(step, acc=metrics["accuracy"], reward=metrics["reward"])
+                if stop.requested(step):
+                    if not saved:
+                        save(step)
+                    run.checkpointer.wait()
+                    raise stop.stopped(step)
+            run.checkpointer.wait()
+        finally:
+            progress.close()
+            writer.close()
+            run.checkpointer.close()
     return {"workdir": str(run.workdir), "final_step": r.num_steps, "start_step": start, **metrics}
