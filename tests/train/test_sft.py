@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cli_runner import ROOT
 
 from t1jax import config as config_lib
 from t1jax.errors import ConfigError
@@ -96,3 +97,26 @@ def test_a_trainable_pattern_that_matches_nothing_names_the_parameters():
     expected = re.escape(r"(rl.trainable in RL) 'blocks\.7' matches no parameter") + r".*blocks\.0\.mlp\.up, embed"
     with pytest.raises(ConfigError, match=expected):
         trainable_labels(params, r"blocks\.7")
+
+
+@pytest.mark.slow
+def test_sft_stops_at_the_first_non_finite_loss_and_keeps_only_finite_checkpoints(tmp_path, t1jax_cli):
+    """Learning rate 1e6: the loss diverges within a few steps. The run exits 2 with one line
+    naming the step, and every checkpoint it kept holds finite parameters."""
+    from t1jax.runtime.run_dir import checkpoint_steps, load_run
+
+    workdir = tmp_path / "sft"
+    args = ["sft", "--config", ROOT / "configs" / "tiny.py", f"--config.run.workdir={workdir}",
+            "--config.sft.num_steps=20", "--config.checkpoint.save_every=2", "--config.optim.learning_rate=1e6",
+            "--config.optim.warmup_steps=0", "--config.checkpoint.async_save=false"]  # fmt: skip
+    done = t1jax_cli(*args, devices=1)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "not finite" in last and last.startswith("t1jax: error: SFT step ") and "Traceback" not in done.stderr
+    failed_at = int(last.split("SFT step ")[1].split(":")[0])
+    steps = checkpoint_steps(workdir)
+    assert steps and max(steps) < failed_at
+    config = config_lib.load(str(ROOT / "configs" / "tiny.py"))
+    for step in steps:
+        params = load_run(workdir, step, config=config)[1]
+        assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(params)), step

@@ -78,10 +78,11 @@ def rl_step(run: RLRun, state, anchor, step: int):
         shaped = kl_normalized_rewards(groups.reward, kl, r.kl_beta)
         batch["advantage"] = token_advantages(batch, rloo_advantages(shaped))
         state, update_metrics = update_policy(run.update_step, state, batch, r)
-        if not np.isfinite(float(update_metrics["loss"])):
+        loss, grad_norm = float(update_metrics["loss"]), float(update_metrics["grad_norm"])
+        if not (np.isfinite(loss) and np.isfinite(grad_norm)):
             raise TrainingError(
-                f"RL step {step}: the loss is not finite; stopping with the last good "
-                f"checkpoint (step {run.checkpointer.latest_step()}) kept"
+                f"RL step {step}: loss {loss}, gradient norm {grad_norm}: not finite; stopping with the last "
+                f"checkpoint (step {run.checkpointer.latest_step()}) kept (a lower rl.learning_rate may help)"
             )
         metrics.update(kl_sequence=float(kl.mean()), update_rows=len(batch["tokens"]))
         metrics.update(update_row_fill=float(np.mean(batch["segment_ids"] > 0)))
