@@ -2,8 +2,10 @@
 run saved, onto any mesh, and clear errors for what is not a run."""
 
 import dataclasses
+import errno
 import json
 import os
+import pathlib
 
 import jax
 import numpy as np
@@ -87,7 +89,7 @@ def test_what_is_not_a_run_is_named(tmp_path, run_dir):
         load_run(broken)
 
 
-def test_a_workdir_that_cannot_be_a_run_directory_is_one_line(tmp_path):
+def test_a_workdir_that_cannot_be_a_run_directory_is_one_line(tmp_path, monkeypatch):
     from t1jax.errors import ConfigError
     from t1jax.runtime.run_dir import make_workdir
 
@@ -97,13 +99,11 @@ def test_a_workdir_that_cannot_be_a_run_directory_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"run.workdir=.*under cannot be used"):
         make_workdir(tmp_path / "file" / "under")  # under a file
     assert make_workdir(tmp_path / "new" / "run").is_dir() and not list((tmp_path / "new" / "run").iterdir())
-    read_only = tmp_path / "read-only"
-    read_only.mkdir()
-    read_only.chmod(0o500)
-    try:
-        if os.access(read_only, os.W_OK):  # root ignores permission bits
-            pytest.skip("this user can write into a read-only directory")
-        with pytest.raises(ConfigError, match="read-only/run cannot be used"):
-            make_workdir(read_only / "run")
-    finally:
-        read_only.chmod(0o700)
+
+    # A read-only disk, as the OS reports it (permission bits would not stop root): the probe write fails.
+    def read_only_disk(path, data):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", read_only_disk)
+    with pytest.raises(ConfigError, match="mounted/run cannot be used as a run directory: Read-only file system"):
+        make_workdir(tmp_path / "mounted" / "run")
