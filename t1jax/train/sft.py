@@ -7,7 +7,6 @@ order, so a killed run loses at most the steps since its last save.
 from __future__ import annotations
 
 import functools
-import math
 import pathlib
 import random
 import sys
@@ -24,7 +23,7 @@ from t1jax.data.sft_batches import batch_stream, encode_examples, fixed_batches
 from t1jax.data.synthesis import sft_examples
 from t1jax.data.tasks import task_from_config
 from t1jax.data.tokenizer import Tokenizer
-from t1jax.errors import ConfigError, TrainingError
+from t1jax.errors import ConfigError
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.metrics import MetricsWriter, read_metrics
 from t1jax.runtime.preemption import StopOnSignal
@@ -38,6 +37,7 @@ from t1jax.runtime.run_dir import (
     save_run_config,
     save_run_tokenizer,
 )
+from t1jax.train.guards import check_finite
 from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.sft_step import make_eval_loss, make_sft_step
 from t1jax.train.state import layout_from_config
@@ -171,7 +171,7 @@ def run_sft(config) -> dict:
             last_time, last_step = time.perf_counter(), start_step
             for step in range(start_step + 1, 0 if stopper.stopped else s.num_steps + 1):
                 state, metrics = step_fn(state, parallel.to_global(next(batches), batch_sh))
-                _check_finite(step, metrics, checkpointer)
+                check_finite("SFT", step, metrics, checkpointer.latest_step(), "a lower optim.learning_rate may help")
                 final = step == s.num_steps
                 if step % run.log_every == 0 or final:
                     metrics = {k: float(v) for k, v in metrics.items()}
@@ -207,17 +207,6 @@ def run_sft(config) -> dict:
             checkpointer.close()
     summary["final_step"] = int(state.step)
     return summary
-
-
-def _check_finite(step: int, metrics: dict, checkpointer: Checkpointer) -> None:
-    """Stops at the first step whose loss or gradient norm is not finite (two scalars fetched a
-    step), before anything of it is saved: the checkpoints on disk stay finite."""
-    loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
-    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-        raise TrainingError(
-            f"SFT step {step}: loss {loss}, gradient norm {grad_norm}: not finite; stopping with the last "
-            f"checkpoint (step {checkpointer.latest_step()}) kept (a lower optim.learning_rate may help)"
-        )
 
 
 class EarlyStopping:

@@ -71,6 +71,7 @@ def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_step
         metrics = {
             "loss": jnp.sum(losses),
             "grad_norm": optax.tree.norm(grads),
+            "update_norm": optax.tree.norm(updates),
             "learning_rate": schedule(state.step),
             "response_tokens": total_tokens,
             "examples": _count_examples(batch),

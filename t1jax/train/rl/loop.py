@@ -21,7 +21,7 @@ from t1jax.config import with_overrides
 from t1jax.data.chat import format_prompt, stop_ids
 from t1jax.data.rl_prompts import prompt_stream
 from t1jax.data.tasks import task_from_config
-from t1jax.errors import ConfigError, TrainingError
+from t1jax.errors import ConfigError
 from t1jax.rewards.penalties import PenaltyConfig
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.metrics import MetricsWriter
@@ -37,6 +37,7 @@ from t1jax.runtime.run_dir import (
     save_run_tokenizer,
 )
 from t1jax.sampling import Sampler, strategy_for
+from t1jax.train.guards import check_finite
 from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages
 from t1jax.train.rl.batch import pack, sequence_kl, token_advantages
 from t1jax.train.rl.rollout import RolloutGroups, grade, penalise
@@ -78,12 +79,8 @@ def rl_step(run: RLRun, state, anchor, step: int):
         shaped = kl_normalized_rewards(groups.reward, kl, r.kl_beta)
         batch["advantage"] = token_advantages(batch, rloo_advantages(shaped))
         state, update_metrics = update_policy(run.update_step, state, batch, r)
-        loss, grad_norm = float(update_metrics["loss"]), float(update_metrics["grad_norm"])
-        if not (np.isfinite(loss) and np.isfinite(grad_norm)):
-            raise TrainingError(
-                f"RL step {step}: loss {loss}, gradient norm {grad_norm}: not finite; stopping with the last "
-                f"checkpoint (step {run.checkpointer.latest_step()}) kept (a lower rl.learning_rate may help)"
-            )
+        last_saved = run.checkpointer.latest_step()
+        check_finite("RL", step, update_metrics, last_saved, "a lower rl.learning_rate may help")
         metrics.update(kl_sequence=float(kl.mean()), update_rows=len(batch["tokens"]))
         metrics.update(update_row_fill=float(np.mean(batch["segment_ids"] > 0)))
         metrics.update({k: float(v) for k, v in update_metrics.items()})

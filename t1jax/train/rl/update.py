@@ -103,6 +103,7 @@ def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1):
             "kl_to_anchor": jnp.sum(aux["kl_sum"]) / total_tokens,
             "clip_fraction": jnp.sum(aux["clipped_sum"]) / total_tokens,
             "grad_norm": optax.tree.norm(grads),
+            "update_norm": optax.tree.norm(updates),
         }
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
