@@ -27,6 +27,13 @@ commands:
             that every command reads: import SRC --out DIR [--dtype float32|bfloat16]
   export    a run's checkpoint as a Hugging Face model directory (sharded safetensors,
             config.json, tokenizer files): --run DIR [--step N] --out DIR [--dtype bfloat16|float32]
+  synthesize  T1 SFT traces (wrong attempts, their checks, the right one, the boxed answer) from a
+            run's own graded attempts at math problems, written as `t1jax sft` reads them:
+            --data FILE|BENCHMARK --out FILE [--run DIR (default run.workdir)]
+            [--num_attempts N (default 8)] [--max_wrong N (default 2)] [--reference FIELD (complete
+            problems with no right attempt from this solution field)] [--problem_field NAME]
+            [--answer_field NAME] [--seed N (default sampling.seed)] [--batch_prompts N (default 64)]
+            (how attempts are drawn: the sampling section's temperature, top_p, max_new_tokens)
   demo      the whole recipe on the built-in task: SFT, RL, evaluation, scaling curves, report
             (default config: configs/demo.py's settings; resumable: rerun the same command)
   config    print the resolved config and exit
@@ -52,6 +59,10 @@ OPTIONS = {
     "checks": {"run": (str, False), "step": (int, False), "num_traces": (int, False)},
     "import": {"out": (str, False), "dtype": (str, False)},
     "export": {"run": (str, False), "step": (int, False), "out": (str, False), "dtype": (str, False)},
+    "synthesize": {
+        **{name: (str, False) for name in ("run", "data", "out", "reference", "problem_field", "answer_field")},
+        **{name: (int, False) for name in ("num_attempts", "max_wrong", "seed", "batch_prompts")},
+    },
 }
 # The one argument a command takes without a --name: command -> its option name.
 POSITIONAL = {"import": "src"}
@@ -171,6 +182,12 @@ def _export(config, run: str | None = None, step: int | None = None, out: str | 
     print(json.dumps(export_checkpoint(run, out, step, dtype), indent=2))
 
 
+def _synthesize(config, run: str | None = None, **options) -> None:
+    from t1jax.apps.synthesize import run_synthesize
+
+    print(json.dumps(run_synthesize(config, run or config.run.workdir, **options), indent=2))
+
+
 def _demo(config) -> None:
     from t1jax.apps.demo import run_demo
 
@@ -189,6 +206,7 @@ COMMANDS = {
     "checks": _checks,
     "import": _import,
     "export": _export,
+    "synthesize": _synthesize,
     "demo": _demo,
     "config": _config,
 }
