@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import pathlib
 import sys
 
@@ -105,8 +107,28 @@ def parse_args(argv: list[str]) -> tuple[str, str | None, list[str], dict]:
     return command, path, overrides, options
 
 
+# a write the disk refused: the user's to fix (free space, a writable mount), not a bug to trace
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+def _quiet_closed_loop(hook):
+    """TensorStore's callbacks into an event loop that Orbax closed after a failed write report
+    "Event loop is closed" as unraisable exceptions; they say nothing to a user."""
+
+    def unraisablehook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            hook(unraisable)
+
+    return unraisablehook
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Orbax's writer threads log each failed write (e.g. a full disk) with its traceback, through
+    # absl and again through asyncio; the CheckpointError that follows says it in one line.
+    for logger in ("absl", "asyncio"):
+        logging.getLogger(logger).setLevel(logging.CRITICAL)
+    sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
     try:
         command, path, overrides, options = parse_args(argv)
         if command not in COMMANDS:
@@ -123,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("t1jax: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        print(f"t1jax: error: {e.strerror} writing {e.filename or 'the run directory'}", file=sys.stderr)
+        return 2
     return 0
 
 

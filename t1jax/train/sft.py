@@ -131,7 +131,7 @@ def run_sft(config) -> dict:
     checkpointer = Checkpointer(
         str(workdir / "checkpoints"), config.checkpoint.max_to_keep, config.checkpoint.async_save
     )
-    restored = checkpointer.restore(layout.abstract_state())
+    restored = checkpointer.restore(layout.abstract_state(), set_aside_unusable=True)
     if restored is None:
         state = layout.init(run.seed)
         if s.init_from:

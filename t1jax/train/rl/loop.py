@@ -160,7 +160,7 @@ class RLRun:
         """(state, anchor, data_state): the RL checkpoint if there is one, else the weights of
         rl.init_from (fresh ones without it), with the anchor at the policy."""
         abstract = {"policy": self.layout.abstract_state(), "anchor": self.layout.abstract_params()}
-        restored = self.checkpointer.restore(abstract)
+        restored = self.checkpointer.restore(abstract, set_aside_unusable=True)
         if restored is not None:
             saved, data_state = restored
             return saved["policy"], saved["anchor"], data_state
