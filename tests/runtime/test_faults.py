@@ -109,16 +109,16 @@ def test_rl_killed_at_a_random_point_resumes_exactly(tmp_path, rl_start, seed):
 @pytest.mark.slow
 def test_sft_resumes_from_the_step_before_a_damaged_newest_one(tmp_path, sft_reference):
     workdir = tmp_path / "run"
-    run_cli(*_sft_args(workdir, steps=12), devices=2, check=True)
-    newest = workdir / "checkpoints" / "12" / "state"
+    shutil.copytree(sft_reference, workdir)  # a finished run of 16 steps
+    newest = workdir / "checkpoints" / "16" / "state"
     largest = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     data = bytearray(largest.read_bytes())
     data[len(data) // 2] ^= 0xFF
     largest.write_bytes(bytes(data))
-    resumed = run_cli(*_sft_args(workdir), devices=2, check=True)
-    assert json.loads(resumed.stdout)["start_step"] == 10
-    assert "t1jax: warning: " in resumed.stderr and "step 12" in resumed.stderr
-    _check_recovered_exactly(workdir, sft_reference)
+    resumed = run_cli(*_sft_args(workdir), devices=2, check=True)  # the same command again
+    assert json.loads(resumed.stdout)["start_step"] == 14
+    assert "t1jax: warning: " in resumed.stderr and "step 16" in resumed.stderr
+    _check_recovered_exactly(workdir, sft_reference)  # steps 15 and 16 redone, logged once
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_saved_steps(tmp_path, monkeypatch, capsys):
