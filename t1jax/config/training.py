@@ -112,9 +112,19 @@ def rl_section() -> ml_collections.ConfigDict:
     # T1 reinforcement learning (docs/recipe.md, section 2).
     rl = ml_collections.ConfigDict()
     rl.init_from = ""  # workdir of the SFT run to start from ("" = fresh weights)
-    rl.task = "countdown"  # built-in task whose train split supplies the prompts
+    rl.task = "countdown"  # built-in task whose train split supplies the prompts (when rl.data_path is "")
     rl.num_steps = 100
     rl.num_prompts = 2000  # size of the prompt pool drawn from the task's train split
+    # Math RL: a JSONL of problems and final answers ("" = the built-in task rl.task). Every usable
+    # row is a prompt (rows without an answer, with one the grader cannot read or too long for
+    # sampling.max_prompt_len are counted and skipped); responses are graded by the symbolic grader
+    # (t1jax/rewards) on their \boxed{} answer, in worker processes with a per-response timeout.
+    rl.data_path = ""
+    rl.problem_field = "problem"
+    rl.answer_field = "answer"
+    rl.answer_format = "plain"  # "plain": the field is the answer; "gsm8k": the text after its last "####"
+    rl.grade_timeout_s = 5.0  # per response; one that runs longer is wrong (metric grade_timeouts)
+    rl.grade_workers = 0  # grading processes; 0: min(CPUs, 8)
     rl.prompts_per_step = 8  # P
     # K samples per prompt (oversampling; the paper uses 64) at a temperature (paper: 1.2 for 32B models)
     rl.sampling = samples(temperature=1.0, num_samples=8, max_new_tokens=128)
@@ -176,3 +186,9 @@ def check_rl(config) -> None:
         require(r[key] >= 1, f"rl.{key} must be >= 1, got {r[key]}")
     require(r.anchor_every >= 0 and r.max_refill_rounds >= 0, "rl.anchor_every and rl.max_refill_rounds must be >= 0")
     require_regex("rl.trainable", r.trainable)
+    require(
+        r.answer_format in ("plain", "gsm8k"), f"rl.answer_format must be 'plain' or 'gsm8k', got {r.answer_format!r}"
+    )
+    require(r.problem_field and r.answer_field, "rl.problem_field and rl.answer_field must name JSONL fields")
+    require(r.grade_timeout_s > 0, f"rl.grade_timeout_s must be positive, got {r.grade_timeout_s}")
+    require(r.grade_workers >= 0, f"rl.grade_workers must be >= 0 (0: automatic), got {r.grade_workers}")

@@ -6,6 +6,10 @@
 - `Grader` / `grade_batch`: worker processes with a hard per-item timeout; verdicts per item.
 - `task_reward(task, problem, response)`: the built-in tasks' own exact verifiers.
 - `apply_penalties` (penalties.py): T1's -1 for truncated, repetitive or garbage responses.
+- verifiers.py: what RL grades with, `verify_batch(problems, responses)`: `TaskVerifier` (a
+  built-in task) or `MathVerifier` (the grader's pool); imported from there, not here, so the
+  grading workers never load the tasks. `readable_gold` (grading.py): whether a reference
+  answer can be read at all (RL skips and counts rows whose answer cannot).
 
 Equivalence conventions (details in equivalence.py, normalize.py and parser.py):
 - decimals are exact (0.5 == \\frac12, 0.333 != \\frac13); "1,000" == 1000 but "1,2" is a list;

@@ -11,6 +11,9 @@ import enum
 
 from t1jax.rewards.equivalence import is_equivalent
 from t1jax.rewards.extract import extract_answer
+from t1jax.rewards.limits import MAX_ANSWER_CHARS
+from t1jax.rewards.normalize import is_textual, normalize, text_key
+from t1jax.rewards.parser import parse_answer
 
 
 class Verdict(enum.Enum):
@@ -39,3 +42,18 @@ def grade_verdict(response: str, gold: str) -> Verdict:
 def grade(response: str, gold: str) -> bool:
     """Whether the final answer of `response` is equivalent to `gold` (False if it gives none)."""
     return grade_verdict(response, gold) is Verdict.CORRECT
+
+
+def readable_gold(_response: str, gold: str) -> bool:
+    """Whether the grader can read `gold` as a reference answer (as `is_equivalent` reads it: prose
+    as text, anything else parsed as mathematics). A Grader's `grade_fn`, so that an answer that
+    is slow to parse meets the pool's timeout; the response is ignored."""
+    if len(gold) > MAX_ANSWER_CHARS:
+        return False
+    if is_textual(gold):
+        return bool(text_key(gold))
+    text = normalize(gold)
+    if not text:
+        return False
+    parse_answer(text)  # raises UnreadableAnswer (an ERROR verdict in the pool) if it cannot
+    return True

@@ -97,6 +97,48 @@ def _rows(tokens, lengths) -> list[np.ndarray]:
     return [array[b, : int(lengths[b])] for b in range(array.shape[0])]
 
 
+@dataclasses.dataclass(frozen=True)
+class PenaltyFlags:
+    """Per-sample penalty flags: they read only the tokens, so they can be found while grading runs."""
+
+    truncated: np.ndarray  # bool
+    repetitive: np.ndarray  # bool
+    garbage: np.ndarray  # bool
+
+
+def penalty_flags(
+    tokens: Sequence | np.ndarray, truncated: np.ndarray, config: PenaltyConfig, lengths: np.ndarray | None = None
+) -> PenaltyFlags:
+    """The flags of B samples. `tokens` holds each response's token ids: a list of B sequences,
+    or a [B, T] array whose first `lengths[b]` entries are sample b's response (padding after
+    that is ignored)."""
+    truncated_flags = np.asarray(truncated, dtype=bool).reshape(-1)
+    rows = _rows(tokens, lengths)
+    if len(rows) != truncated_flags.shape[0]:
+        raise ValueError(f"penalty_flags: {len(rows)} token sequences, {truncated_flags.shape[0]} truncation flags")
+    repetitive = np.array([is_repetitive(r, config) for r in rows], dtype=bool).reshape(-1)
+    garbage = np.array([is_garbage(r, config) for r in rows], dtype=bool).reshape(-1)
+    return PenaltyFlags(truncated_flags, repetitive, garbage)
+
+
+def shaped_rewards(correct: np.ndarray, flags: PenaltyFlags, config: PenaltyConfig) -> RewardBreakdown:
+    """Rewards 1/0 by `correct`, or `config.penalty` for flagged samples."""
+    correct = np.asarray(correct, dtype=bool).reshape(-1)
+    if correct.shape != flags.truncated.shape:
+        raise ValueError(f"shaped_rewards: {correct.shape[0]} correctness values, {len(flags.truncated)} samples")
+    reward = correct.astype(np.float32)
+    if config.enabled:
+        penalized = flags.truncated | flags.repetitive | flags.garbage
+        reward = np.where(penalized, np.float32(config.penalty), reward)
+    return RewardBreakdown(
+        reward=reward.astype(np.float32),
+        correct=correct,
+        truncated=flags.truncated,
+        repetitive=flags.repetitive,
+        garbage=flags.garbage,
+    )
+
+
 def apply_penalties(
     correct: np.ndarray,
     tokens: Sequence | np.ndarray,
@@ -104,28 +146,6 @@ def apply_penalties(
     config: PenaltyConfig,
     lengths: np.ndarray | None = None,
 ) -> RewardBreakdown:
-    """Shaped rewards for B samples: 1/0 by `correct`, or `config.penalty` for flagged samples.
-
-    `tokens` holds each response's token ids: a list of B sequences, or a [B, T] array whose
-    first `lengths[b]` entries are sample b's response (padding after that is ignored).
-    """
-    correct = np.asarray(correct, dtype=bool).reshape(-1)
-    truncated_flags = np.asarray(truncated, dtype=bool).reshape(-1)
-    rows = _rows(tokens, lengths)
-    if not (len(rows) == correct.shape[0] == truncated_flags.shape[0]):
-        raise ValueError(
-            f"apply_penalties: {correct.shape[0]} correctness values, {len(rows)} token sequences, "
-            f"{truncated_flags.shape[0]} truncation flags"
-        )
-    repetitive = np.array([is_repetitive(r, config) for r in rows], dtype=bool)
-    garbage = np.array([is_garbage(r, config) for r in rows], dtype=bool)
-    reward = correct.astype(np.float32)
-    if config.enabled:
-        reward = np.where(truncated_flags | repetitive | garbage, np.float32(config.penalty), reward)
-    return RewardBreakdown(
-        reward=reward.astype(np.float32),
-        correct=correct,
-        truncated=truncated_flags,
-        repetitive=repetitive.reshape(-1),
-        garbage=garbage.reshape(-1),
-    )
+    """Shaped rewards for B samples: 1/0 by `correct`, or `config.penalty` for flagged samples
+    (`tokens` and `lengths` as in `penalty_flags`)."""
+    return shaped_rewards(correct, penalty_flags(tokens, truncated, config, lengths), config)

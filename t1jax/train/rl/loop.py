@@ -11,7 +11,9 @@ CPU, repeats the same metric stream.
 
 from __future__ import annotations
 
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -19,8 +21,7 @@ import numpy as np
 from t1jax import parallel
 from t1jax.config import with_overrides
 from t1jax.data.chat import format_prompt, stop_ids
-from t1jax.data.rl_prompts import prompt_stream
-from t1jax.data.tasks import task_from_config
+from t1jax.data.rl_prompts import PromptFeed, prompt_stream
 from t1jax.errors import ConfigError
 from t1jax.rewards.penalties import PenaltyConfig
 from t1jax.runtime.checkpoint import Checkpointer
@@ -40,7 +41,8 @@ from t1jax.sampling import Sampler, strategy_for
 from t1jax.train.guards import check_finite
 from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages
 from t1jax.train.rl.batch import pack, sequence_kl, token_advantages
-from t1jax.train.rl.rollout import RolloutGroups, grade, penalise
+from t1jax.train.rl.problems import problem_set
+from t1jax.train.rl.rollout import RolloutGroups, grade_and_penalise, grading_metrics
 from t1jax.train.rl.selection import drop_zero_variance, keep_m_per_group
 from t1jax.train.rl.update import make_anchor_update, make_score_fn, make_update_step, update_policy
 from t1jax.train.state import layout_from_config
@@ -50,13 +52,17 @@ def rl_step(run: RLRun, state, anchor, step: int):
     """One T1 RL step. Returns (state, anchor, metrics)."""
     r, K = run.config.rl, run.config.rl.sampling.num_samples
     start = time.perf_counter()
-    kept, first_round, drawn, dropped = [], None, 0, 0
+    kept, first_round, drawn, dropped, graded, waited = [], None, 0, 0, [], 0.0
     for round_ in range(r.max_refill_rounds + 1):
-        problems, prompts = run.next_prompts()
+        problems, prompts = run.prompts.next()
         drawn += len(problems)
         samples = run.sample(state.params, prompts, run.sampling_key(state.rng, step, round_))
-        correct = grade(run.task, run.tokenizer, problems, samples, K)
-        rewards = penalise(correct, samples, run.penalties)
+        # the next prompts are encoded while the verifier grades (the loop's next round or step uses them)
+        rewards, verdicts, wait_s = grade_and_penalise(
+            run.verifier, run.grading, run.tokenizer, problems, samples, K, run.penalties, run.prompts.prefetch
+        )
+        graded.append(verdicts)
+        waited += wait_s
         groups = RolloutGroups.from_samples(prompts, samples, rewards, K)
         first_round = groups if first_round is None else first_round
         if r.filter_zero_variance:
@@ -71,6 +77,7 @@ def rl_step(run: RLRun, state, anchor, step: int):
     sampled = time.perf_counter()
 
     metrics = {"groups_sampled": drawn, "groups_filtered": dropped, **first_round.rates()}
+    metrics.update(grading_metrics(graded, waited))
     metrics.update(kl_sequence=0.0, update_rows=0, update_row_fill=0.0)
     if len(groups):  # else no group had signal even after refilling: no update this step
         batch = pack(groups, run.tokenizer.pad_id, r, run.row_multiple)
@@ -94,8 +101,9 @@ def rl_step(run: RLRun, state, anchor, step: int):
 
 
 class RLRun:
-    """Everything one RL run needs, built once from its config: tokenizer, task, prompts, the
-    sampler, the penalties and the jitted update, scoring and anchor functions."""
+    """Everything one RL run needs, built once from its config: tokenizer, problems and their
+    verifier, prompts, the sampler, the penalties and the jitted update, scoring and anchor
+    functions. `close()` stops the grading thread and workers."""
 
     def __init__(self, config):
         parallel.initialize(config.distributed)
@@ -103,7 +111,10 @@ class RLRun:
         self.workdir = make_workdir(config.run.workdir)
         save_run_config(self.workdir, config)
         self.tokenizer = self._tokenizer()
-        self.task = task_from_config(config, r.task)
+        self.problems, self.verifier = problem_set(config, self.tokenizer)
+        self.grading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t1jax-grading")
+        if jax.process_index() == 0 and (r.data_path or sum(self.problems.skipped.values())):
+            print(f"t1jax: {self.problems.report()}", file=sys.stderr, flush=True)
         updates = r.num_steps * r.num_passes * r.minibatches
         rl_optim = {
             "optim.learning_rate": r.learning_rate,
@@ -136,10 +147,11 @@ class RLRun:
         self.score = make_score_fn(self.layout)
         self.update_step = make_update_step(self.layout, r, r.grad_accum_steps)
         self.move_anchor = make_anchor_update(self.layout, r.anchor_mu)
-        problems = self.task.generate("train", r.num_prompts, config.run.seed)
-        self.prompts = iter(
-            prompt_stream(problems, r.prompts_per_step, config.run.seed, jax.process_index(), jax.process_count())
+        stream = prompt_stream(
+            self.problems.problems, r.prompts_per_step, config.run.seed, jax.process_index(), jax.process_count()
         )
+        fmt = config.data.prompt_format
+        self.prompts = PromptFeed(stream, lambda p: format_prompt(self.tokenizer, p["prompt"], fmt))
         self.checkpointer = Checkpointer(
             str(self.workdir / "checkpoints"), config.checkpoint.max_to_keep, config.checkpoint.async_save
         )
@@ -173,11 +185,9 @@ class RLRun:
         anchor = jax.tree.map(lambda x: x.copy(), state.params)
         return state, anchor, None
 
-    def next_prompts(self) -> tuple[list[dict], list[list[int]]]:
-        """The next rl.prompts_per_step problems and their encoded prompts."""
-        problems = next(self.prompts)
-        fmt = self.config.data.prompt_format
-        return problems, [format_prompt(self.tokenizer, self.task.prompt(p), fmt) for p in problems]
+    def close(self) -> None:
+        self.grading.shutdown()
+        self.verifier.close()
 
     @staticmethod
     def sampling_key(rng, step: int, round_: int):
@@ -236,4 +246,6 @@ def run_rl(config) -> dict:
             progress.close()
             writer.close()
             run.checkpointer.close()
-    return {"workdir": str(run.workdir), "final_step": r.num_steps, "start_step": start, **metrics}
+            run.close()
+    summary = {"workdir": str(run.workdir), "final_step": r.num_steps, "start_step": start}
+    return {**summary, **run.problems.counts(), **metrics}

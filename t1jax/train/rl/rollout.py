@@ -1,18 +1,23 @@
 """The samples of one RL step, P prompts x K samples each ("groups"), and how they are graded.
 
-Grading reads the final answer of every sample and asks the task's verifier; the T1 penalties
-then replace the reward of truncated, repetitive or garbage samples (t1jax.rewards.penalties).
-The raw correctness is kept beside the reward: selection (selection.py) reads only it.
+Grading asks the run's verifier (t1jax.rewards.verifiers: a built-in task's exact verifier or
+the symbolic math grader) about every sample; the T1 penalties then replace the reward of
+truncated, repetitive or garbage samples (t1jax.rewards.penalties). The raw correctness is kept
+beside the reward: selection (selection.py) reads only it.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
 
 import numpy as np
 
-from t1jax.data.synthesis import extract_final_answer
-from t1jax.rewards.penalties import PenaltyConfig, RewardBreakdown, apply_penalties
+from t1jax.rewards.penalties import PenaltyConfig, RewardBreakdown, penalty_flags, shaped_rewards
+from t1jax.rewards.pool import BatchResult
 
 
 @dataclasses.dataclass
@@ -91,12 +96,41 @@ def responses(out) -> list[np.ndarray]:
     return [out.tokens[i, : out.lengths[i]] for i in range(len(out.tokens))]
 
 
-def grade(task, tokenizer, problems: list[dict], out, K: int) -> np.ndarray:
-    """bool [P * K]: whether sample i's final answer solves problems[i // K] (the task's verifier)."""
+def grade_and_penalise(
+    verifier,
+    executor: Executor,
+    tokenizer,
+    problems: list[dict],
+    out,
+    K: int,
+    penalties: PenaltyConfig,
+    meanwhile: Callable[[], object] = lambda: None,
+) -> tuple[RewardBreakdown, BatchResult, float]:
+    """Rewards of P x K samples (sample i answers problems[i // K]): (the rewards, the verdicts,
+    the seconds spent waiting for them).
+
+    The verifier grades on `executor` while this thread finds the penalty flags and runs
+    `meanwhile()` (the loop encodes its next prompts), so the grading pool's latency is hidden
+    behind that work. A timed-out or failed item is a wrong answer (its verdict says which)."""
     texts = [tokenizer.decode(ids) for ids in responses(out)]
-    return np.array([task.verify(problems[i // K], extract_final_answer(t) or "") for i, t in enumerate(texts)])
+    grading = executor.submit(verifier.verify_batch, [problems[i // K] for i in range(len(texts))], texts)
+    flags = penalty_flags(responses(out), out.truncated, penalties)
+    meanwhile()
+    started = time.perf_counter()
+    verdicts = grading.result()
+    return shaped_rewards(verdicts.correct, flags, penalties), verdicts, time.perf_counter() - started
 
 
-def penalise(correct: np.ndarray, out, penalties: PenaltyConfig) -> RewardBreakdown:
-    """The rewards: correctness, or the penalty for truncated, repetitive or garbage samples."""
-    return apply_penalties(correct, responses(out), out.truncated, penalties)
+def grading_metrics(results: list[BatchResult], waited_s: float) -> dict:
+    """Grading of one step (all its rounds): wall time, time the loop waited, and how many items
+    timed out, failed in the grader or gave no answer."""
+    counts = collections.Counter()
+    for result in results:
+        counts.update(result.counts)
+    return {
+        "time_grade": float(sum(r.elapsed_s for r in results)),
+        "time_grade_wait": float(waited_s),
+        "grade_timeouts": counts["timed_out"],
+        "grade_errors": counts["error"],
+        "grade_no_answer": counts["no_answer"],
+    }

@@ -1,5 +1,6 @@
 """The RL loop end to end on the tiny config: it runs, and a run killed with SIGKILL and
-restarted with the same command repeats the uninterrupted run's metrics exactly."""
+restarted with the same command repeats the uninterrupted run's metrics exactly. (sft_dir, the
+SFT run these start from: conftest.py.)"""
 
 import json
 import pathlib
@@ -17,7 +18,7 @@ from t1jax.runtime.metrics import read_metrics
 pytestmark = pytest.mark.slow  # RL runs of the CLI, killed and resumed
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s")
+TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s", "time_grade", "time_grade_wait")
 
 
 def _args(workdir, sft_dir, steps=6):
@@ -32,16 +33,6 @@ def _args(workdir, sft_dir, steps=6):
         "--config.checkpoint.save_every=2",
         "--config.checkpoint.async_save=false",
     ]
-
-
-@pytest.fixture(scope="module")
-def sft_dir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("sft")
-    tiny = ROOT / "configs" / "tiny.py"
-    run_cli(
-        "sft", "--config", tiny, f"--config.run.workdir={workdir}", "--config.sft.num_steps=2", devices=2, check=True
-    )
-    return workdir
 
 
 def _stream(workdir):
