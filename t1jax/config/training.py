@@ -21,6 +21,10 @@ def optim_section() -> ml_collections.ConfigDict:
     o.eps = 1e-8
     o.grad_clip_norm = 1.0
     o.trainable = ""  # regex over parameter names (e.g. "blocks.3."): only those train; "": all
+    # Tokens per device whose logits (and their gradient) exist at once in the SFT loss and the RL
+    # update and anchor scoring: float32, this x vocab x 4 bytes (1 GiB at Gemma's 262k vocab);
+    # the sequence is cut into chunks of positions to fit it. 0: the whole batch at once.
+    o.logits_chunk_tokens = 1024
     return o
 
 
@@ -30,6 +34,7 @@ def check_optim(config) -> None:
     require(0 <= o.final_lr_fraction <= 1, f"optim.final_lr_fraction must be in [0, 1], got {o.final_lr_fraction}")
     require(o.warmup_steps >= 0 and o.grad_clip_norm >= 0, "optim.warmup_steps and optim.grad_clip_norm must be >= 0")
     require_regex("optim.trainable", o.trainable)
+    require(o.logits_chunk_tokens >= 0, f"optim.logits_chunk_tokens must be >= 0, got {o.logits_chunk_tokens}")
 
 
 # The prompt formats of t1jax.data.chat.PROMPT_FORMATS (a test keeps the two lists equal).

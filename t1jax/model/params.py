@@ -60,3 +60,15 @@ def forward(
     graphdef, _ = _graph_and_abstract_state(config)
     model = nnx.merge(graphdef, params)
     return model(tokens_BT, positions_BT, mask_BT, cache, prefix, segment_ids_BT)
+
+
+def hidden_and_unembedding(
+    config: ModelConfig, params: dict, tokens_BT, positions_BT=None, mask_BT=None, segment_ids_BT=None
+):
+    """The final normed hidden states [B, T, d_model] of a forward pass without a cache, and the
+    [d_model, vocab] output matrix: `logits_from_hidden` of the two is forward's logits. For
+    per-token statistics over a large vocabulary without the full logits (token_stats)."""
+    graphdef, _ = _graph_and_abstract_state(config)
+    model = nnx.merge(graphdef, params)
+    hidden_BTD, _ = model.hidden_states(tokens_BT, positions_BT, mask_BT, segment_ids_BT=segment_ids_BT)
+    return hidden_BTD, model.unembedding()

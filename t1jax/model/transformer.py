@@ -14,6 +14,12 @@ from t1jax.model.kv_cache import KVCache
 from t1jax.model.layers import RMSNorm, param
 
 
+def logits_from_hidden(x_BTD, unembedding_DV):
+    """Float32 logits [B, T, vocab] from final normed hidden states: the model's output layer, also
+    applied piece by piece (t1jax.train.token_stats) so that no [B, T, vocab] tensor is needed."""
+    return jnp.einsum("btd,dv->btv", x_BTD, unembedding_DV.astype(x_BTD.dtype), preferred_element_type=jnp.float32)
+
+
 class MLP(nnx.Module):
     """Gated MLP: down(act(gate(x)) * up(x)); SwiGLU with silu, GeGLU with gelu."""
 
@@ -77,7 +83,22 @@ class Transformer(nnx.Module):
         prefix: KVCache | None = None,
         segment_ids_BT=None,
     ):
-        """Returns float32 logits [B, T, vocab] and the updated cache (None without one).
+        """Returns float32 logits [B, T, vocab] and the updated cache (None without one); the
+        arguments are those of `hidden_states`."""
+        x_BTD, cache = self.hidden_states(tokens_BT, positions_BT, mask_BT, cache, prefix, segment_ids_BT)
+        return logits_from_hidden(x_BTD, self.unembedding()), cache
+
+    def hidden_states(
+        self,
+        tokens_BT,
+        positions_BT=None,
+        mask_BT=None,
+        cache: KVCache | None = None,
+        prefix: KVCache | None = None,
+        segment_ids_BT=None,
+    ):
+        """Returns the final normed hidden states [B, T, d_model] (in the compute dtype) and the
+        updated cache (None without one).
 
         positions_BT: defaults to 0..T-1 (or, with a cache, continuing from `cache.index`).
         mask_BT: False for padding tokens, which then serve as keys to no one.
@@ -113,8 +134,11 @@ class Transformer(nnx.Module):
             new_k.append(k)
             new_v.append(v)
         x = self.final_norm(x)
-        out = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
-        logits = jnp.einsum("btd,dv->btv", x, out.astype(x.dtype), preferred_element_type=jnp.float32)
         if cache is None:
-            return logits, None
-        return logits, KVCache(k=tuple(new_k), v=tuple(new_v), key_pos_BS=key_pos_BS, index=cache.index + T)
+            return x, None
+        return x, KVCache(k=tuple(new_k), v=tuple(new_v), key_pos_BS=key_pos_BS, index=cache.index + T)
+
+    def unembedding(self):
+        """The [d_model, vocab] matrix that turns final hidden states into logits (the transposed
+        embedding when tied)."""
+        return self.embed[...].T if self.config.tie_embeddings else self.unembed[...]

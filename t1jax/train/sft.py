@@ -141,8 +141,9 @@ def run_sft(config) -> dict:
         batches.set_state(data_state)
     start_step = int(state.step)
 
-    step_fn = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), s.grad_accum_steps)
-    eval_fn = make_eval_loss(layout)
+    chunk = config.optim.logits_chunk_tokens
+    step_fn = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), s.grad_accum_steps, chunk)
+    eval_fn = make_eval_loss(layout, chunk)
     is_primary = jax.process_index() == 0
     writer = MetricsWriter(
         str(workdir),

@@ -9,54 +9,63 @@ import optax
 from t1jax import model as model_lib
 from t1jax import parallel
 from t1jax.train.state import StateLayout, TrainState
+from t1jax.train.token_stats import chunk_length, logits_stats, token_stats
 
 
 def masked_token_nll(logits_BTV, targets_BT, mask_BT):
-    """Sum of -log p(target) over positions where mask is 1, and the number of such positions."""
-    log_norm = jax.nn.logsumexp(logits_BTV, axis=-1)
-    target_logit = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    """Sum of -log p(target) over positions where mask is 1, and the number of such positions
+    (from full logits; sequence_loss gets the same from the hidden states, chunk by chunk)."""
+    logp, _ = logits_stats(logits_BTV, targets_BT, with_entropy=False)
     mask = mask_BT.astype(jnp.float32)
-    return jnp.sum((log_norm - target_logit) * mask), jnp.sum(mask)
+    return -jnp.sum(logp * mask), jnp.sum(mask)
 
 
-def sequence_loss(model_config, params, batch):
-    """Predicts tokens[:, 1:] from tokens[:, :-1]; loss_mask marks the tokens to predict.
+def sequence_loss(model_config, params, batch, chunk_len: int = 0):
+    """Predicts tokens[:, 1:] from tokens[:, :-1]; loss_mask marks the tokens to predict. Returns
+    (sum of -log p over the marked tokens, their count).
 
     A packed batch (sft_batches.batch_stream(pack=True)) also has segment_ids and positions:
     each example then attends to itself only, and no token is predicted across a boundary.
+    chunk_len: positions whose logits are computed at once (token_stats; 0: all).
     """
-    tokens, mask = batch["tokens"], batch["loss_mask"][:, 1:]
+    tokens, mask = batch["tokens"], batch["loss_mask"][:, 1:].astype(jnp.float32)
     if "segment_ids" not in batch:
-        logits, _ = model_lib.forward(model_config, params, tokens[:, :-1])
-        return masked_token_nll(logits, tokens[:, 1:], mask)
-    segments, positions = batch["segment_ids"], batch["positions"]
-    inputs = segments[:, :-1]  # padding (segment 0) is a key to no real token
-    logits, _ = model_lib.forward(model_config, params, tokens[:, :-1], positions[:, :-1], segment_ids_BT=inputs)
-    # An example's first token (bos) is never in the loss mask; this keeps it so for any data.
-    mask = mask * (segments[:, 1:] == inputs)
-    return masked_token_nll(logits, tokens[:, 1:], mask)
+        hidden, unembedding = model_lib.hidden_and_unembedding(model_config, params, tokens[:, :-1])
+    else:
+        segments, positions = batch["segment_ids"], batch["positions"]
+        inputs = segments[:, :-1]  # padding (segment 0) is a key to no real token
+        hidden, unembedding = model_lib.hidden_and_unembedding(
+            model_config, params, tokens[:, :-1], positions[:, :-1], segment_ids_BT=inputs
+        )
+        # An example's first token (bos) is never in the loss mask; this keeps it so for any data.
+        mask = mask * (segments[:, 1:] == inputs)
+    logp, _ = token_stats(hidden, unembedding, tokens[:, 1:], chunk_len, with_entropy=False)
+    return -jnp.sum(logp * mask), jnp.sum(mask)
 
 
-def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_steps: int):
+def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_steps: int, logits_chunk_tokens: int = 0):
     """Returns step(state, batch) -> (state, metrics), jitted with explicit shardings.
 
     batch = {"tokens": int32 [B, T+1], "loss_mask": [B, T+1]}, and "segment_ids" and "positions"
     when rows are packed (then every array has the same [B, T+1] shape). The batch is split into
     `grad_accum_steps` micro-batches whose gradients are summed; the loss is normalised by the
     response-token count of the whole batch, so accumulation gives exactly the full-batch
-    gradient. The incoming state's buffers are donated.
+    gradient. The incoming state's buffers are donated. logits_chunk_tokens: tokens per device
+    whose logits are computed at once (optim.logits_chunk_tokens; 0: all).
     """
     cfg, A = layout.model_config, grad_accum_steps
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+    shards = parallel.batch_shards(layout.mesh, layout.rules)
 
     def step(state: TrainState, batch):
         B = batch["tokens"].shape[0]
+        chunk_len = chunk_length(logits_chunk_tokens, B // A // shards)
         total_tokens = jnp.maximum(jnp.sum(batch["loss_mask"][:, 1:].astype(jnp.float32)), 1.0)
         # Micro-batch i takes rows i, i+A, i+2A, ...: each keeps an even share of every shard.
         micro = jax.tree.map(lambda x: x.reshape(B // A, A, -1).swapaxes(0, 1), batch)
 
         def loss_fn(params, micro_batch):
-            nll_sum, _ = sequence_loss(cfg, params, micro_batch)
+            nll_sum, _ = sequence_loss(cfg, params, micro_batch, chunk_len)
             return nll_sum / total_tokens
 
         def accumulate(grad_sum, micro_batch):
@@ -93,12 +102,15 @@ def _count_examples(batch):
     return jnp.sum(jnp.max(batch["segment_ids"], axis=1).astype(jnp.float32))
 
 
-def make_eval_loss(layout: StateLayout):
-    """Returns loss(params, batch) -> (nll_sum, token_count), jitted on the mesh."""
+def make_eval_loss(layout: StateLayout, logits_chunk_tokens: int = 0):
+    """Returns loss(params, batch) -> (nll_sum, token_count), jitted on the mesh (logits_chunk_tokens
+    as in make_sft_step)."""
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+    shards = parallel.batch_shards(layout.mesh, layout.rules)
 
     def loss(params, batch):
-        return sequence_loss(layout.model_config, params, batch)
+        chunk_len = chunk_length(logits_chunk_tokens, batch["tokens"].shape[0] // shards)
+        return sequence_loss(layout.model_config, params, batch, chunk_len)
 
     return jax.jit(
         loss,

@@ -8,7 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from t1jax.model import KVCache, ModelConfig, abstract_params, init_params, logical_axes
+from t1jax.model import (
+    KVCache,
+    ModelConfig,
+    abstract_params,
+    hidden_and_unembedding,
+    init_params,
+    logical_axes,
+    logits_from_hidden,
+)
 from t1jax.model import forward as eager_forward
 
 forward = jax.jit(eager_forward, static_argnums=0)
@@ -135,6 +143,26 @@ def test_packed_row_gives_each_sequence_its_own_logits(name):
     with pytest.raises(ValueError, match="without a cache"):
         cache = KVCache.empty(config, 1, 8)
         forward(config, params, row[:, :4], segment_ids_BT=segments[:, :4], cache=cache)
+
+
+@pytest.mark.parametrize("name", ["qwen2.5", "gemma3"])
+def test_hidden_states_and_unembedding_give_the_forward_logits(name):
+    """The pieces that chunked log-probs are built from: the final normed hidden states and the
+    output matrix (the tied embedding, or Qwen's separate head) give exactly forward's logits,
+    packed rows included."""
+    config = VARIANTS[name]
+    params = params_of(config)
+    tokens = _tokens(2, 7, config.vocab_size, seed=3)
+    segments = jnp.asarray([[1, 1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 1]])
+    positions = jnp.asarray([[0, 1, 2, 0, 1, 2, 0], list(range(7))])
+    logits, _ = forward(config, params, tokens, positions, segment_ids_BT=segments)
+    hidden, unembedding = jax.jit(hidden_and_unembedding, static_argnums=0)(
+        config, params, tokens, positions, segment_ids_BT=segments
+    )
+    assert hidden.shape == (2, 7, config.d_model) and unembedding.shape == (config.d_model, config.vocab_size)
+    expected_matrix = params["embed"].T if config.tie_embeddings else params["unembed"]
+    np.testing.assert_array_equal(unembedding, expected_matrix)
+    np.testing.assert_allclose(logits_from_hidden(hidden, unembedding), logits, rtol=1e-6, atol=1e-6)
 
 
 # --- an independent numpy implementation (explicit loops over heads, no einsum sharing) ---

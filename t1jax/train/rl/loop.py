@@ -144,8 +144,9 @@ class RLRun:
         # Rows of an update split evenly into minibatches, micro-batches and batch shards.
         shards = parallel.batch_shards(self.layout.mesh, self.layout.rules)
         self.row_multiple = r.minibatches * r.grad_accum_steps * shards
-        self.score = make_score_fn(self.layout)
-        self.update_step = make_update_step(self.layout, r, r.grad_accum_steps)
+        chunk = config.optim.logits_chunk_tokens
+        self.score = make_score_fn(self.layout, chunk)
+        self.update_step = make_update_step(self.layout, r, r.grad_accum_steps, chunk)
         self.move_anchor = make_anchor_update(self.layout, r.anchor_mu)
         stream = prompt_stream(
             self.problems.problems, r.prompts_per_step, config.run.seed, jax.process_index(), jax.process_count()

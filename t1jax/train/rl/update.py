@@ -22,57 +22,68 @@ import optax
 
 from t1jax import model as model_lib
 from t1jax import parallel
-from t1jax.train.objectives import clipped_surrogate, ema_update, token_entropy, token_kl
+from t1jax.train.objectives import clipped_surrogate, ema_update, token_kl
 from t1jax.train.rl.batch import loss_weights
 from t1jax.train.state import StateLayout, TrainState
+from t1jax.train.token_stats import chunk_length, token_stats
 
 BATCH_KEYS = ("tokens", "positions", "segment_ids", "response", "old_logp", "ref_logp", "advantage", "loss_weight")
 
 
-def token_logprobs_and_logits(model_config, params, tokens_RL, positions_RL, segment_ids_RL):
+def token_logprobs_and_entropy(
+    model_config, params, tokens_RL, positions_RL, segment_ids_RL, chunk_len=0, entropy=True
+):
     """log p(tokens[:, t] | the tokens of its sequence before t) for t >= 1 (0 at t = 0), and the
-    logits predicting them. Across a boundary between packed sequences the value is meaningless
-    (the response mask never selects it)."""
+    entropy of the distribution that predicts it (None without `entropy`). Across a boundary
+    between packed sequences the values are meaningless (the response mask never selects them).
+    chunk_len: positions whose logits are computed at once (token_stats; 0: all)."""
     # position t predicts token t + 1; padding (segment 0) is a key to no real token
-    logits, _ = model_lib.forward(
+    hidden, unembedding = model_lib.hidden_and_unembedding(
         model_config, params, tokens_RL[:, :-1], positions_RL[:, :-1], segment_ids_BT=segment_ids_RL[:, :-1]
     )
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(log_probs, tokens_RL[:, 1:, None], axis=-1)[..., 0]
-    return jnp.pad(picked, ((0, 0), (1, 0))), logits
+    stats = token_stats(hidden, unembedding, tokens_RL[:, 1:], chunk_len, with_entropy=entropy)
+    return jax.tree.map(lambda x: jnp.pad(x, ((0, 0), (1, 0))), stats)
 
 
-def make_score_fn(layout: StateLayout):
-    """Returns score(params, tokens, positions, segment_ids) -> per-token logprobs [R, L] (for the anchor)."""
+def make_score_fn(layout: StateLayout, logits_chunk_tokens: int = 0):
+    """Returns score(params, tokens, positions, segment_ids) -> per-token logprobs [R, L] (for the
+    anchor); logits_chunk_tokens: tokens per device whose logits are computed at once (0: all)."""
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+    shards = parallel.batch_shards(layout.mesh, layout.rules)
 
     def score(params, tokens, positions, segment_ids):
-        return token_logprobs_and_logits(layout.model_config, params, tokens, positions, segment_ids)[0]
+        chunk_len = chunk_length(logits_chunk_tokens, tokens.shape[0] // shards)
+        cfg = layout.model_config
+        return token_logprobs_and_entropy(cfg, params, tokens, positions, segment_ids, chunk_len, entropy=False)[0]
 
     return jax.jit(score, in_shardings=(layout.param_shardings, *[batch_sh] * 3), out_shardings=batch_sh)
 
 
-def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1):
+def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, logits_chunk_tokens: int = 0):
     """Returns step(state, batch) -> (state, metrics): one optimizer update on `batch`.
 
     loss = sum over response tokens of loss_weight * clipped surrogate (the token_mean or
            seq_mean policy loss, by the weights) - entropy_coef * mean response-token entropy
            (+ kl_loss_coef * mean response-token k3 KL to the anchor, off by default: in T1 the
            KL enters through the shaped rewards). Micro-batches accumulate gradients exactly.
+    logits_chunk_tokens: tokens per device whose logits are computed at once (0: all).
     """
     cfg, A = layout.model_config, grad_accum_steps
     r = rl_config
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
+    shards = parallel.batch_shards(layout.mesh, layout.rules)
 
     def step(state: TrainState, batch):
         R = batch["tokens"].shape[0]
+        chunk_len = chunk_length(logits_chunk_tokens, R // A // shards)
         total_tokens = jnp.maximum(jnp.sum(batch["response"].astype(jnp.float32)), 1.0)
         micro = jax.tree.map(lambda x: x.reshape(R // A, A, *x.shape[1:]).swapaxes(0, 1), batch)
 
         def loss_fn(params, mb):
-            logp, logits = token_logprobs_and_logits(cfg, params, mb["tokens"], mb["positions"], mb["segment_ids"])
+            logp, entropy = token_logprobs_and_entropy(
+                cfg, params, mb["tokens"], mb["positions"], mb["segment_ids"], chunk_len
+            )
             mask = mb["response"].astype(jnp.float32)
-            entropy = jnp.pad(token_entropy(logits), ((0, 0), (1, 0)))
             per_token = clipped_surrogate(logp, mb["old_logp"], mb["advantage"], r.clip_low, r.clip_high)
             pg = jnp.sum(per_token * mb["loss_weight"] * mask)
             entropy_sum = jnp.sum(entropy * mask)
