@@ -5,6 +5,7 @@
     python launch/sweep.py --mode grid --only base,K=4      # pick runs of the full product
     python launch/sweep.py --extra --config.rl.num_steps=20 # extra overrides for every run
     python launch/sweep.py --launcher "launch/tpu_vm.sh run my-tpu us-central2-b {args}"  # print, run elsewhere
+    python launch/sweep.py --slices tpu-a,tpu-b --zone us-east5-a  # on TPU slices, one run per slice at a time
     python launch/sweep.py --table                          # only tabulate what is there
 
 The factors and levels live in configs/ablations.py. A run is named by what it changes from the baseline
@@ -25,14 +26,17 @@ import itertools
 import json
 import math
 import pathlib
+import queue
 import re
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "configs" / "ablations.py"
+TPU_SCRIPT = "launch/tpu_vm.sh"  # runs a command on every host of a TPU slice (--slices)
 BASE_NAME = "base"
 SFT_SUBDIR = "sft"  # where the demo keeps its SFT run inside run.workdir (the demo's layout)
 MISSING = "—"
@@ -269,6 +273,63 @@ def run_all(
     return failed
 
 
+def slice_commands(slice_name: str, zone: str, argv: Sequence[str], out: str, name: str) -> list[list[str]]:
+    """What runs one sweep run on a TPU slice (every host, until it ends) and brings its results back."""
+    return [
+        [TPU_SCRIPT, "run", slice_name, zone, *argv],
+        [TPU_SCRIPT, "fetch", slice_name, zone, str(results_path(out, name))],
+    ]
+
+
+def run_on_slices(
+    runs: Sequence[Run],
+    slices: Sequence[str],
+    zone: str,
+    *,
+    base_config: str,
+    out: str,
+    extras: Sequence[str] = (),
+    prefix: Sequence[str] = ("python", "-m", "t1jax"),
+) -> list[str]:
+    """Runs the runs on TPU slices set up with launch/tpu_vm.sh, one run per slice at a time, every slice
+    busy until the runs are done; returns the names of the failed runs. Each run's output goes to
+    <out>/<name>.log here and its results.json is fetched into <out>/<name>, where `table` reads it. Runs
+    train their own SFT (the slices share no disk); a run with a results.json here is skipped."""
+    todo = queue.Queue()
+    for run in runs:
+        if results_path(out, run.name).exists():
+            print(f"=== {run.name}: done already ({results_path(out, run.name)}), skipped", flush=True)
+        else:
+            todo.put(run)
+    failed, lock = [], threading.Lock()
+
+    def work(slice_name: str) -> None:
+        while True:
+            try:
+                run = todo.get_nowait()
+            except queue.Empty:
+                return
+            argv = command(run, base_config=base_config, out=out, extras=extras, prefix=prefix)
+            log = pathlib.Path(out) / f"{run.name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            print(f"=== {run.name}: on {slice_name}, output in {log}", flush=True)
+            with log.open("w") as sink:
+                codes = [subprocess.run(c, stdout=sink, stderr=subprocess.STDOUT).returncode
+                         for c in slice_commands(slice_name, zone, argv, out, run.name)]  # fmt: skip
+            done = results_path(out, run.name).exists()
+            print(f"=== {run.name}: {'done' if done else f'FAILED (exit statuses {codes}; see {log})'}", flush=True)
+            if not done:
+                with lock:
+                    failed.append(run.name)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in slices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [run.name for run in runs if run.name in failed]
+
+
 def _check_configs(runs, base_config: str, out: str, extras: Sequence[str]) -> None:
     """Loads every run's config as the demo will (demo.sft_dir aside), so a typo stops the sweep before the
     baseline has trained for an hour rather than after."""
@@ -304,7 +365,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--python", default=None, help="interpreter (default: this one; 'python' with --launcher)")
     parser.add_argument("--no_share_sft", action="store_true", help="every run trains its own SFT")
     parser.add_argument("--table", action="store_true", help="only tabulate the existing results")
+    parser.add_argument(
+        "--slices", default="", help="comma-separated TPU slices (set up with launch/tpu_vm.sh) to run on, one run each"
+    )
+    parser.add_argument("--zone", default="", help="the slices' zone (with --slices)")
     args = parser.parse_args(_expand_extra_args(sys.argv[1:] if argv is None else argv))
+    args.slices = [name.strip() for name in args.slices.split(",") if name.strip()]
+    if args.slices and not args.zone:
+        parser.error("--slices needs --zone")
+    if args.slices and args.launcher:
+        parser.error("--slices and --launcher are two ways to run elsewhere: pick one")
     try:
         args.extra = [normalize_extra(e) for e in args.extra]
     except ValueError as e:
@@ -328,15 +398,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if clashes:
         print(f"sweep: error: {', '.join(clashes)} sets an ablated key; change it in {args.ablations}", file=sys.stderr)
         return 2
-    python = args.python or ("python" if args.launcher else sys.executable)
+    remote = bool(args.launcher or args.slices)
+    python = args.python or ("python" if remote else sys.executable)
     prefix = (python, "-m", "t1jax")
-    share_sft = not args.no_share_sft and not sets_sft_dir(args.extra)
+    share_sft = not args.no_share_sft and not sets_sft_dir(args.extra) and not args.slices
     header = f"Sweep ({args.mode}) of `{base_config}`" + (f" with `{' '.join(args.extra)}`" if args.extra else "")
     if share_sft:
         header += f"; runs after the baseline reuse its SFT ({shared_sft_dir(args.out)})"
 
     if args.table:
         print(write_table(runs, args.out, header), end="")
+        return 0
+    if args.slices and args.dry_run:
+        for i, run in enumerate(runs):  # the first runs' slices; later ones go to whichever slice is free
+            argv = command(run, base_config=base_config, out=args.out, extras=args.extra, prefix=prefix)
+            for line in slice_commands(args.slices[i % len(args.slices)], args.zone, argv, args.out, run.name):
+                print(shlex.join(line))
         return 0
     if args.dry_run or args.launcher:
         names = {run.name for run in runs}
@@ -363,14 +440,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sweep: error: {e}", file=sys.stderr)
         return 2
     try:
-        failed = run_all(
-            runs,
-            base_config=base_config,
-            out=args.out,
-            extras=args.extra,
-            share_sft=share_sft,
-            prefix=prefix,
-        )
+        if args.slices:
+            failed = run_on_slices(
+                runs, args.slices, args.zone, base_config=base_config, out=args.out, extras=args.extra, prefix=prefix
+            )
+        else:
+            failed = run_all(
+                runs,
+                base_config=base_config,
+                out=args.out,
+                extras=args.extra,
+                share_sft=share_sft,
+                prefix=prefix,
+            )
     except KeyboardInterrupt:
         print("\nsweep: interrupted; rerun the same command to resume (finished runs are skipped)", file=sys.stderr)
         return 130

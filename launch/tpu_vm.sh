@@ -10,9 +10,11 @@
 #                                                   until the slice is ACTIVE
 #   status NAME ZONE                                the queued resource's state
 #   setup  NAME ZONE                                copy this checkout to every host, install t1jax[tpu]
-#   run    NAME ZONE t1jax rl --config ...          start the command on every host (detached, so
-#                                                   an ssh drop does not kill it), then stream host 0's log
-#   logs   NAME ZONE [WORKER]                       stream a host's log of the last run (default 0)
+#   run    NAME ZONE t1jax rl --config ...          run the command on every host until it ends
+#   start  NAME ZONE t1jax rl --config ...          start it detached on every host (an ssh drop does
+#                                                   not stop it), then stream host 0's log
+#   logs   NAME ZONE [WORKER]                       stream a host's log of the last start (default 0)
+#   fetch  NAME ZONE PATH                           copy host 0's ~/t1jax/PATH to ./PATH
 #   delete NAME ZONE                                delete the slice (and its queued resource)
 #
 # --dry_run prints the gcloud commands instead of running them. Every host runs the same command;
@@ -22,7 +24,7 @@
 set -euo pipefail
 dry_run=0
 if [[ ${1:-} == --dry_run ]]; then dry_run=1; shift; fi
-usage="usage: launch/tpu_vm.sh [--dry_run] create|queue|status|setup|run|logs|delete NAME ZONE ..."
+usage="usage: launch/tpu_vm.sh [--dry_run] create|queue|status|setup|run|start|logs|fetch|delete NAME ZONE ..."
 action=${1:?$usage}
 name=${2:?$usage}
 zone=${3:?$usage}
@@ -71,11 +73,18 @@ case "$action" in
     on_all "mkdir -p t1jax && tar xzf t1jax-src.tgz -C t1jax && cd t1jax && python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[tpu]'" ;;
   run)
     (($# > 0)) || { echo "run needs a command, e.g. t1jax rl --config configs/x.py" >&2; exit 2; }
+    on_all "cd ~/t1jax && . .venv/bin/activate && $(printf '%q ' "$@")" ;;
+  start)
+    (($# > 0)) || { echo "start needs a command, e.g. t1jax rl --config configs/x.py" >&2; exit 2; }
     log="$log_dir/$(date +%Y%m%d-%H%M%S).log"
     command=$(printf '%q ' "$@")
     # detached on every host; the log's name is kept in latest.log for `logs`
     on_all "mkdir -p ~/$log_dir && cd ~/t1jax && . .venv/bin/activate && echo ~/$log > ~/$log_dir/latest && nohup ${command% } > ~/$log 2>&1 < /dev/null &"
     on_one 0 "tail -n +1 -F \$(cat ~/$log_dir/latest)" ;;
+  fetch)
+    path=${1:?fetch needs a path under the checkout, e.g. runs/sweep/base/report/results.json}
+    do_ mkdir -p "$(dirname "$path")"
+    do_ gcloud compute tpus tpu-vm scp "$name:~/t1jax/$path" "$path" --zone "$zone" --worker=0 ;;
   logs)
     on_one "${1:-0}" "tail -n +1 -F \$(cat ~/$log_dir/latest)" ;;
   delete)

@@ -179,3 +179,60 @@ def test_runs_train_their_own_sft_while_the_baseline_is_not_done(tmp_path, capsy
     assert sweep.run_all(runs, base_config="c.py", out=str(tmp_path / "sw"), prefix=[sys.executable, str(fake)]) == []
     assert "sft_dir" not in (tmp_path / "fake_t1jax.py.calls").read_text()
     assert "trains its own SFT" in capsys.readouterr().out
+
+
+FAKE_TPU_SCRIPT = """
+import json, pathlib, shutil, sys
+action, slice_name, zone, *rest = sys.argv[1:]
+remote = pathlib.Path(sys.argv[0]).parent / "remote" / slice_name  # each slice's own disk
+with open(sys.argv[0] + ".calls", "a") as f:
+    f.write(json.dumps([action, slice_name, zone, *rest]) + "\\n")
+if action == "run":
+    workdir = next(a.split("=", 1)[1] for a in rest if a.startswith("--config.run.workdir="))
+    if workdir.endswith("entropy=off"):
+        sys.exit(3)
+    (remote / workdir.lstrip("/") / "report").mkdir(parents=True, exist_ok=True)
+    (remote / workdir.lstrip("/") / "report" / "results.json").write_text(json.dumps({"slice": slice_name}))
+elif action == "fetch":
+    local = pathlib.Path(rest[0])
+    local.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(remote / rest[0].lstrip("/"), local)
+"""
+
+
+def test_slices_dry_run_gives_each_run_a_slice_and_a_fetch(tmp_path):
+    code, stdout, _ = _script("--dry_run", "--slices", "tpu-a,tpu-b", "--zone", "z", "--only", "base,K=4,entropy=off")
+    assert code == 0
+    lines = [shlex.split(line) for line in stdout.splitlines()]
+    assert [line[:4] for line in lines] == [
+        ["launch/tpu_vm.sh", "run", "tpu-a", "z"], ["launch/tpu_vm.sh", "fetch", "tpu-a", "z"],
+        ["launch/tpu_vm.sh", "run", "tpu-b", "z"], ["launch/tpu_vm.sh", "fetch", "tpu-b", "z"],
+        ["launch/tpu_vm.sh", "run", "tpu-a", "z"], ["launch/tpu_vm.sh", "fetch", "tpu-a", "z"],
+    ]  # fmt: skip
+    assert lines[0][4:7] == ["python", "-m", "t1jax"] and lines[1][4] == "runs/sweep/base/report/results.json"
+    assert not any("sft_dir" in word for line in lines for word in line)  # slices share no disk
+
+
+def test_runs_on_slices_fetch_results_and_report_failures(tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "fake_tpu_vm.py"
+    fake.write_text(FAKE_TPU_SCRIPT)
+    monkeypatch.setattr(sweep, "TPU_SCRIPT", str(fake))
+    monkeypatch.setattr(sweep, "slice_commands", lambda *a: [[sys.executable, *c] for c in _real_commands(*a)])
+    out, runs = str(tmp_path / "sw"), _runs(only=["base", "K=4", "entropy=off"])
+    failed = sweep.run_on_slices(runs, ["tpu-a", "tpu-b"], "z", base_config="configs/demo.py", out=out)
+    assert failed == ["entropy=off"]
+    calls = [json.loads(line) for line in (tmp_path / "fake_tpu_vm.py.calls").read_text().splitlines()]
+    workdirs = [a.rsplit("/", 1)[1] for c in calls if c[0] == "run" for a in c if a.startswith("--config.run.workdir")]
+    assert sorted(workdirs) == ["K=4", "base", "entropy=off"]  # every run once
+    for name in ("base", "K=4"):
+        fetched = json.loads(sweep.results_path(out, name).read_text())
+        ran_on = [c[1] for c in calls if c[0] == "run" and any(a.endswith(f"/{name}") for a in c)]
+        assert fetched == {"slice": ran_on[0]}  # the results came back from the slice that ran it
+    assert not sweep.results_path(out, "entropy=off").exists()
+    assert "entropy=off: FAILED" in capsys.readouterr().out
+    # a rerun skips the finished runs
+    assert sweep.run_on_slices(runs, ["tpu-a"], "z", base_config="configs/demo.py", out=out) == ["entropy=off"]
+    assert "skipped" in capsys.readouterr().out
+
+
+_real_commands = sweep.slice_commands

@@ -37,9 +37,17 @@ def test_queue_asks_for_a_queued_resource_with_the_capacity_flag(no_gcloud):
     assert "gcloud was called" not in done.stderr
 
 
-def test_run_starts_the_command_detached_on_every_host_and_streams_host_0(no_gcloud):
+def test_run_runs_the_command_on_every_host(no_gcloud):
+    code, commands, done = _dry_run(no_gcloud, "run", "my-tpu", "z", "t1jax", "eval", "--run", "/shared/a b")
+    assert code == 0, done.stderr
+    (command,) = commands
+    assert command[8:10] == ["--worker=all", "--command"]
+    assert command[10] == "cd ~/t1jax && . .venv/bin/activate && t1jax eval --run /shared/a\\ b "
+
+
+def test_start_starts_the_command_detached_on_every_host_and_streams_host_0(no_gcloud):
     code, commands, done = _dry_run(
-        no_gcloud, "run", "my-tpu", "z", "t1jax", "rl", "--config", "configs/x.py", "--config.run.workdir=/shared/a b"
+        no_gcloud, "start", "my-tpu", "z", "t1jax", "rl", "--config", "configs/x.py", "--config.run.workdir=/shared/a b"
     )
     assert code == 0, done.stderr
     start, stream = commands
@@ -71,6 +79,7 @@ def test_logs_of_another_host_and_delete(no_gcloud):
         (("queue", "n", "z", "v5p-8", "v", "--cheap"), "unknown flag --cheap"),
         (("launch", "n", "z"), "unknown action: launch"),
         (("run", "n", "z"), "run needs a command"),
+        (("start", "n", "z"), "start needs a command"),
         (("create", "n"), "usage: launch/tpu_vm.sh"),
     ],
 )
