@@ -50,7 +50,8 @@ class ModelGenerator:
 
     def generate_ids(self, prompts: list[list[int]]) -> list[list[Generation]]:
         K, results = self.sampler.num_samples, []
-        with Progress(len(prompts), self.label, enabled=bool(self.label)) as progress:
+        shown = bool(self.label) and jax.process_index() == 0
+        with Progress(len(prompts), self.label, enabled=shown) as progress:
             for start in range(0, len(prompts), self.chunk):
                 part = prompts[start : start + self.chunk]
                 self._calls += 1

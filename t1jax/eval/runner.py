@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import pathlib
 
+import jax
+
+from t1jax import parallel
 from t1jax.config import parse_budgets
 from t1jax.data.chat import format_prompt, stop_ids
 from t1jax.data.tasks import parse_knobs
@@ -37,6 +40,7 @@ class RunEvaluator:
     Samplers are kept across checkpoints, so evaluating several checkpoints compiles each once."""
 
     def __init__(self, config, run_dir: str, suite: Suite | None = None):
+        parallel.initialize(config.distributed)
         check_run_dir(run_dir, "--run")
         self.config, self.suite = config, suite or suite_from_config(config)
         self.tokenizer = run_tokenizer(run_dir, config.sft.tokenizer_path)
@@ -93,12 +97,17 @@ class RunEvaluator:
 
 
 def run_eval(config, run_dir: str, step: int | None, out_dir: str) -> dict:
-    """`t1jax eval`: metrics (and a scaling curve if eval.budgets is set) -> eval.json, eval.md, samples."""
+    """`t1jax eval`: metrics (and a scaling curve if eval.budgets is set) -> eval.json, eval.md, samples.
+
+    Several processes evaluate the same problems together (each process's devices sample their
+    rows of every batch and every process reads all the samples back); the first writes the files."""
     evaluator = RunEvaluator(config, run_dir)
     summary, records = evaluator.metrics(run_dir, step)
     result = {"run": run_dir, "step": step, "metrics": summary}
     if evaluator.budgets:
         result["scaling"] = evaluator.scaling(run_dir, step)
+    if jax.process_index() != 0:
+        return result
     out = pathlib.Path(out_dir)
     write_json(out / "eval.json", result)
     write_samples(out / "samples.jsonl", records)

@@ -19,6 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from t1jax import parallel
 from t1jax.errors import SamplingError
 from t1jax.model import KVCache, ModelConfig, forward
+from t1jax.parallel.host_data import fetch, on_mesh
 from t1jax.sampling.strategies import Strategy, choose_with_uniforms, uniforms
 
 
@@ -252,7 +253,17 @@ class Sampler:
         for i, prompt in enumerate(prompts):
             tokens[i, width - len(prompt) :], mask[i, width - len(prompt) :] = prompt, True
         mask[len(prompts) :, -1] = True  # filler rows: one token, dropped from the output
+        tokens, mask = self._on_mesh(tokens), self._on_mesh(mask)
         out = self._function(rows)(params, tokens, mask, key)
         n = len(prompts) * self.num_samples
-        tokens, logprobs, lengths, finished = (np.asarray(x)[:n] for x in out)
+        tokens, logprobs, lengths, finished = (x[:n] for x in fetch(out))
         return SamplerOutput(tokens, logprobs, lengths, finished)
+
+    def _on_mesh(self, array: np.ndarray):
+        """A prompt array every process holds whole, placed on the mesh. Several processes
+        sample the same global batch (each process's devices decode their own rows) and every
+        process reads all the samples back."""
+        if self.layout is None:
+            return array
+        spec = parallel.partition_spec(("batch", None), self.layout.rules, mesh=self.layout.mesh)
+        return on_mesh(array, NamedSharding(self.layout.mesh, spec))

@@ -23,6 +23,7 @@ from t1jax.config import with_overrides
 from t1jax.data.chat import format_prompt, stop_ids
 from t1jax.data.rl_prompts import PromptFeed, prompt_stream
 from t1jax.errors import ConfigError
+from t1jax.parallel.host_data import fetch, gather_shares, on_mesh, process_share, several_processes
 from t1jax.rewards.penalties import PenaltyConfig
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.metrics import MetricsWriter
@@ -59,7 +60,15 @@ def rl_step(run: RLRun, state, anchor, step: int):
         samples = run.sample(state.params, prompts, run.sampling_key(state.rng, step, round_))
         # the next prompts are encoded while the verifier grades (the loop's next round or step uses them)
         rewards, verdicts, wait_s = grade_and_penalise(
-            run.verifier, run.grading, run.tokenizer, problems, samples, K, run.penalties, run.prompts.prefetch
+            run.verifier,
+            run.grading,
+            run.tokenizer,
+            problems,
+            samples,
+            K,
+            run.penalties,
+            run.prompts.prefetch,
+            **run.grading_shares,
         )
         graded.append(verdicts)
         waited += wait_s
@@ -113,6 +122,8 @@ class RLRun:
         self.tokenizer = self._tokenizer()
         self.problems, self.verifier = problem_set(config, self.tokenizer)
         self.grading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t1jax-grading")
+        # several processes grade a share of the samples each, then exchange the verdicts
+        self.grading_shares = dict(share=process_share, gather=gather_shares) if several_processes() else {}
         if jax.process_index() == 0 and (r.data_path or sum(self.problems.skipped.values())):
             print(f"t1jax: {self.problems.report()}", file=sys.stderr, flush=True)
         updates = r.num_steps * r.num_passes * r.minibatches
@@ -146,11 +157,14 @@ class RLRun:
         self.row_multiple = r.minibatches * r.grad_accum_steps * shards
         chunk = config.optim.logits_chunk_tokens
         self.score = make_score_fn(self.layout, chunk)
-        self.update_step = make_update_step(self.layout, r, r.grad_accum_steps, chunk)
+        self.batch_sharding = parallel.batch_sharding(self.layout.mesh, self.layout.rules)
+        update_step = make_update_step(self.layout, r, r.grad_accum_steps, chunk)
+        self.update_step = lambda state, batch: update_step(state, on_mesh(batch, self.batch_sharding))
         self.move_anchor = make_anchor_update(self.layout, r.anchor_mu)
-        stream = prompt_stream(
-            self.problems.problems, r.prompts_per_step, config.run.seed, jax.process_index(), jax.process_count()
-        )
+        # Every process draws the whole global batch of prompts, so the host's work (grading,
+        # selection, packing, metrics) is the same on all of them and equals a one-process run;
+        # the jitted pieces split the rows over the processes' devices.
+        stream = prompt_stream(self.problems.problems, r.prompts_per_step, config.run.seed)
         fmt = config.data.prompt_format
         self.prompts = PromptFeed(stream, lambda p: format_prompt(self.tokenizer, p["prompt"], fmt))
         self.checkpointer = Checkpointer(
@@ -196,7 +210,8 @@ class RLRun:
 
     def anchor_logprobs(self, anchor, batch: dict) -> np.ndarray:
         """log pi_anchor of every token of the batch, [rows, row_len]."""
-        return np.asarray(self.score(anchor, batch["tokens"], batch["positions"], batch["segment_ids"]))
+        arrays = on_mesh([batch[k] for k in ("tokens", "positions", "segment_ids")], self.batch_sharding)
+        return fetch(self.score(anchor, *arrays))
 
 
 def run_rl(config) -> dict:

@@ -16,8 +16,11 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from t1jax.rewards.grading import Verdict
 from t1jax.rewards.penalties import PenaltyConfig, RewardBreakdown, penalty_flags, shaped_rewards
 from t1jax.rewards.pool import BatchResult
+
+VERDICTS = tuple(Verdict)
 
 
 @dataclasses.dataclass
@@ -105,20 +108,36 @@ def grade_and_penalise(
     K: int,
     penalties: PenaltyConfig,
     meanwhile: Callable[[], object] = lambda: None,
+    share: Callable[[int], slice] = lambda total: slice(0, total),
+    gather: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> tuple[RewardBreakdown, BatchResult, float]:
     """Rewards of P x K samples (sample i answers problems[i // K]): (the rewards, the verdicts,
     the seconds spent waiting for them).
 
     The verifier grades on `executor` while this thread finds the penalty flags and runs
     `meanwhile()` (the loop encodes its next prompts), so the grading pool's latency is hidden
-    behind that work. A timed-out or failed item is a wrong answer (its verdict says which)."""
-    texts = [tokenizer.decode(ids) for ids in responses(out)]
-    grading = executor.submit(verifier.verify_batch, [problems[i // K] for i in range(len(texts))], texts)
+    behind that work. A timed-out or failed item is a wrong answer (its verdict says which).
+    With several processes (each holding all the samples) each grades its `share(N)` of them
+    and `gather(codes, N)` exchanges the verdicts' codes (t1jax.parallel.host_data's
+    process_share and gather_shares); by default one process grades all."""
+    mine = share(len(out.tokens))
+    texts = [tokenizer.decode(ids) for ids in responses(out)[mine]]
+    items = range(len(out.tokens))[mine]
+    grading = executor.submit(verifier.verify_batch, [problems[i // K] for i in items], texts)
     flags = penalty_flags(responses(out), out.truncated, penalties)
     meanwhile()
     started = time.perf_counter()
-    verdicts = grading.result()
+    verdicts = _all_verdicts(grading.result(), len(out.tokens), gather)
     return shaped_rewards(verdicts.correct, flags, penalties), verdicts, time.perf_counter() - started
+
+
+def _all_verdicts(local: BatchResult, total: int, gather) -> BatchResult:
+    """Every process's verdicts on its share of `total` samples, in order (the grading time is
+    this process's own)."""
+    if gather is None:
+        return local
+    codes = gather(np.array([VERDICTS.index(v) for v in local.verdicts], np.int32), total)
+    return BatchResult(tuple(VERDICTS[c] for c in codes), local.elapsed_s)
 
 
 def grading_metrics(results: list[BatchResult], waited_s: float) -> dict:
