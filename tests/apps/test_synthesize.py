@@ -169,6 +169,7 @@ def sevens_run(tmp_path_factory):
     return directory / "run", problems
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.parametrize("reference", [False, True])
 def test_synthesize_from_a_trained_run_and_train_on_the_result(t1jax_cli, tmp_path, sevens_run, reference):

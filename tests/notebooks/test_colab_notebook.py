@@ -21,6 +21,7 @@ def test_the_committed_notebook_has_no_outputs():
     assert sum(_tagged(cell, "parameters") for cell in code) == 1
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_the_notebook_runs_on_a_tiny_model(tmp_path):
     from nbclient import NotebookClient

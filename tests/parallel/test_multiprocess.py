@@ -73,6 +73,7 @@ def _untimed(workdir):
     return [{k: v for k, v in r.items() if not k.startswith("time") and not k.endswith("per_s")} for r in rows]
 
 
+@pytest.mark.long
 def test_rl_and_eval_two_processes_match_one(tmp_path):
     """RL (every group trained, so each step updates; packed rows, 2 minibatches of 2 micro-batches,
     2 of 4 samples kept) and eval. Both layouts run the same programs on a mesh of two devices,

@@ -87,6 +87,7 @@ def rl_start(tmp_path_factory):
     return base / "sft", base / "rl"
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sft_killed_at_a_random_point_resumes_exactly(tmp_path, sft_reference, seed):
@@ -96,6 +97,7 @@ def test_sft_killed_at_a_random_point_resumes_exactly(tmp_path, sft_reference, s
     _check_recovered_exactly(workdir, sft_reference)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_rl_killed_at_a_random_point_resumes_exactly(tmp_path, rl_start, seed):
@@ -106,6 +108,7 @@ def test_rl_killed_at_a_random_point_resumes_exactly(tmp_path, rl_start, seed):
     _check_recovered_exactly(workdir, reference)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_sft_resumes_from_the_step_before_a_damaged_newest_one(tmp_path, sft_reference):
     workdir = tmp_path / "run"
@@ -150,6 +153,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_saved_steps(tmp_path, monkeypatch
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(params))
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_full_tmpfs_is_one_line_and_the_run_resumes_elsewhere(tmp_path, sft_reference):
     mount = tmp_path / "small_disk"
@@ -173,6 +177,7 @@ def test_a_full_tmpfs_is_one_line_and_the_run_resumes_elsewhere(tmp_path, sft_re
     _check_recovered_exactly(tmp_path / "run", sft_reference)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_rl_stops_at_a_non_finite_step_with_only_finite_checkpoints(tmp_path, rl_start):
     """rl.learning_rate 1e8 throws the weights far enough that a later step's loss, gradient or
