@@ -46,8 +46,16 @@ class ModelConfig:
     # Every RMSNorm multiplies by (1 + w) in float32, w initialised to 0 (Gemma). The parameter stays
     # w: folding 1 + w into a bf16 weight rounds it, and weight decay would pull the scale to 0.
     norm_plus_one: bool = False
+    # Precision. param_dtype: how the weights are stored (checkpoints, optimizer, anchor, sampler);
+    # it is the only copy, there is no float32 master. compute_dtype: the activations, KV cache and
+    # matmul inputs (weights are cast to it on use). Logits, log-probs, entropies, KL, losses and the
+    # optimizer's arithmetic are float32 whatever these say (optim.moments_dtype: its moments).
+    # Recommended on TPU/GPU: param_dtype float32 + compute_dtype bfloat16. param_dtype bfloat16
+    # halves the weights' memory for memory-bound cases: each step's new weights are rounded to
+    # bfloat16 stochastically (unbiased, so small updates are not lost), but a weight keeps only ~3
+    # significant digits. float32 is as fast as bfloat16 on CPU.
     param_dtype: str = "float32"
-    compute_dtype: str = "float32"  # "bfloat16" on TPU; float32 is as fast on CPU
+    compute_dtype: str = "float32"
 
     @classmethod
     def from_config(cls, model_section) -> ModelConfig:

@@ -25,6 +25,10 @@ def optim_section() -> ml_collections.ConfigDict:
     # update and anchor scoring: float32, this x vocab x 4 bytes (1 GiB at Gemma's 262k vocab);
     # the sequence is cut into chunks of positions to fit it. 0: the whole batch at once.
     o.logits_chunk_tokens = 1024
+    # Storage dtype of AdamW's two moments: "float32", or "bfloat16" to halve their memory (each
+    # moment then keeps ~3 significant digits; the optimizer's arithmetic is float32 either way).
+    # Parameters are stored in model.param_dtype only (no float32 master copy); see t1jax/config/model.py.
+    o.moments_dtype = "float32"
     return o
 
 
@@ -35,6 +39,10 @@ def check_optim(config) -> None:
     require(o.warmup_steps >= 0 and o.grad_clip_norm >= 0, "optim.warmup_steps and optim.grad_clip_norm must be >= 0")
     require_regex("optim.trainable", o.trainable)
     require(o.logits_chunk_tokens >= 0, f"optim.logits_chunk_tokens must be >= 0, got {o.logits_chunk_tokens}")
+    require(
+        o.moments_dtype in ("float32", "bfloat16"),
+        f"optim.moments_dtype must be 'float32' or 'bfloat16', got {o.moments_dtype!r}",
+    )
 
 
 # The prompt formats of t1jax.data.chat.PROMPT_FORMATS (a test keeps the two lists equal).

@@ -113,11 +113,16 @@ def load_params(run_dir: str | pathlib.Path, layout, step: int | None = None, ke
     shardings of `layout` (a ParamsLayout or a train StateLayout). The run's optimizer state is not
     read. Errors name the config key or flag `key` that pointed at the run."""
     directory = check_run_dir(run_dir, key)
+    wanted = layout.abstract_params()
+    # read in the dtype the run saved (its checksums are of those bits), then cast: a run may start
+    # from another's weights with another model.param_dtype
+    saved_dtype = run_model_config(run_dir, layout.model_config).param_dtype
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, saved_dtype, sharding=s.sharding), wanted)
     with Checkpointer(str(directory), create=False) as checkpointer:
-        params = checkpointer.restore_params(layout.abstract_params(), step)
+        params = checkpointer.restore_params(target, step)
     if params is None:
         raise CheckpointError(f"{key}={run_dir}: no checkpoint in {directory}")
-    return params
+    return jax.tree.map(lambda x, s: x if x.dtype == s.dtype else x.astype(s.dtype), params, wanted)
 
 
 def load_run(
@@ -135,10 +140,17 @@ def load_run(
     model_config = run_model_config(run_dir, fallback if layout is None else layout.model_config)
     if layout is None:
         layout = params_layout(model_config, config.mesh if config is not None else None)
-    elif layout.model_config != model_config:
+    elif _shape_of(layout.model_config) != _shape_of(model_config):
         raise CheckpointError(f"{key}={run_dir} holds another model: {_differences(model_config, layout.model_config)}")
+    else:  # the run's weights in the layout's dtypes (load_params casts them)
+        model_config = layout.model_config
     tokenizer = run_tokenizer(run_dir, config.sft.tokenizer_path if config is not None else "")
     return model_config, load_params(run_dir, layout, step, key), tokenizer
+
+
+def _shape_of(model_config: ModelConfig) -> ModelConfig:
+    """The model without its dtypes: what must match to load a run's weights into it."""
+    return dataclasses.replace(model_config, param_dtype="float32", compute_dtype="float32")
 
 
 def check_run_dir(run_dir: str | pathlib.Path, key: str) -> pathlib.Path:

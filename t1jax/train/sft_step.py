@@ -8,6 +8,7 @@ import optax
 
 from t1jax import model as model_lib
 from t1jax import parallel
+from t1jax.train.optimizer import apply_updates, rounding_key, summed_gradients
 from t1jax.train.state import StateLayout, TrainState
 from t1jax.train.token_stats import chunk_length, logits_stats, token_stats
 
@@ -68,15 +69,13 @@ def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_step
             nll_sum, _ = sequence_loss(cfg, params, micro_batch, chunk_len)
             return nll_sum / total_tokens
 
-        def accumulate(grad_sum, micro_batch):
+        def value_and_grad(params, micro_batch):
             micro_batch = jax.lax.with_sharding_constraint(micro_batch, batch_sh)
-            loss, grads = jax.value_and_grad(loss_fn)(state.params, micro_batch)
-            return jax.tree.map(jnp.add, grad_sum, grads), loss
+            return jax.value_and_grad(loss_fn)(params, micro_batch)
 
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
-        grads, losses = jax.lax.scan(accumulate, zeros, micro)
+        grads, losses = summed_gradients(value_and_grad, state.params, micro)
         updates, opt_state = layout.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = apply_updates(state.params, updates, rounding_key(state.rng, state.step))
         metrics = {
             "loss": jnp.sum(losses),
             "grad_norm": optax.tree.norm(grads),

@@ -80,9 +80,18 @@ def _chunk_stats_backward(residuals, cotangents):
     dz = jnp.where(target, g_logp, 0.0) - probs * (g_logp + g_entropy * (log_probs + entropy_BC[..., None]))
     dt = h_BCD.dtype  # the matmuls in the compute dtype, as the forward's, accumulating in float32
     dz = dz.astype(dt)
-    dh = jnp.einsum("bcv,dv->bcd", dz, unembedding_DV.astype(dt), preferred_element_type=jnp.float32)
-    du = jnp.einsum("bcd,bcv->dv", h_BCD, dz, preferred_element_type=jnp.float32)
+    dh = _matmul_f32("bcv,dv->bcd", dz, unembedding_DV.astype(dt))
+    du = _matmul_f32("bcd,bcv->dv", h_BCD, dz)
     return dh.astype(dt), du.astype(unembedding_DV.dtype), None
+
+
+def _matmul_f32(spec: str, x, y):
+    """einsum(spec, x, y) with float32 products and sums. On CPU the operands are cast to float32
+    first, the same arithmetic (a product of two bfloat16 numbers is exact in float32): XLA's CPU
+    runtime cannot run some bf16 x bf16 -> f32 matmuls ("Unsupported element type for DotThunk")."""
+    if jax.default_backend() == "cpu":
+        x, y = x.astype(jnp.float32), y.astype(jnp.float32)
+    return jnp.einsum(spec, x, y, preferred_element_type=jnp.float32)
 
 
 _chunk_stats.defvjp(_chunk_stats_forward, _chunk_stats_backward)

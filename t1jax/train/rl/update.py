@@ -23,6 +23,7 @@ import optax
 from t1jax import model as model_lib
 from t1jax import parallel
 from t1jax.train.objectives import clipped_surrogate, ema_update, token_kl
+from t1jax.train.optimizer import apply_updates, round_like, rounding_key, summed_gradients
 from t1jax.train.rl.batch import loss_weights
 from t1jax.train.state import StateLayout, TrainState
 from t1jax.train.token_stats import chunk_length, token_stats
@@ -98,15 +99,13 @@ def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, 
                 "clipped_sum": jnp.sum(clipped * mask),
             }
 
-        def accumulate(grad_sum, mb):
+        def value_and_grad(params, mb):
             mb = {k: jax.lax.with_sharding_constraint(v, batch_sh) for k, v in mb.items()}
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, mb)
-            return jax.tree.map(jnp.add, grad_sum, grads), (loss, aux)
+            return jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
 
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
-        grads, (losses, aux) = jax.lax.scan(accumulate, zeros, micro)
+        grads, (losses, aux) = summed_gradients(value_and_grad, state.params, micro)
         updates, opt_state = layout.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = apply_updates(state.params, updates, rounding_key(state.rng, state.step))
         metrics = {
             "loss": jnp.sum(losses),
             "pg_loss": jnp.sum(aux["pg_loss"]),
@@ -127,11 +126,26 @@ def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, 
 
 
 def make_anchor_update(layout: StateLayout, mu: float):
-    """Returns update(anchor, params) -> anchor moved toward params, on device (mu = 0: reset)."""
+    """Returns update(anchor, params) -> anchor moved toward params, on device (mu = 0: reset).
+
+    The average is taken in float32 and rounded to the parameters' dtype as the optimizer's
+    step is (stochastically for bfloat16): rounded to nearest, a bfloat16 anchor would not move
+    at all while it differs from the policy by less than ~0.4% / (1 - mu) of each weight."""
     sh = layout.param_shardings
-    return jax.jit(
-        lambda anchor, params: ema_update(anchor, params, mu), in_shardings=(sh, sh), out_shardings=sh, donate_argnums=0
-    )
+
+    def update(anchor, params):
+        f32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)  # noqa: E731
+        return round_like(ema_update(f32(anchor), f32(params), mu), anchor, _key_of(params))
+
+    return jax.jit(update, in_shardings=(sh, sh), out_shardings=sh, donate_argnums=0)
+
+
+def _key_of(params):
+    """A rounding key that is a function of the policy's bits: another at every move of the anchor
+    (the policy has changed since), and the same after a resume."""
+    words = [jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * x.dtype.itemsize}")) for x in jax.tree.leaves(params)]
+    total = sum(jnp.sum(w.astype(jnp.uint32), dtype=jnp.uint32) for w in words)
+    return jax.random.fold_in(jax.random.PRNGKey(0), total)
 
 
 def update_policy(update_step, state: TrainState, batch: dict, rl_config):
