@@ -36,6 +36,11 @@ commands:
             problems with no right attempt from this solution field)] [--problem_field NAME]
             [--answer_field NAME] [--seed N (default sampling.seed)] [--batch_prompts N (default 64)]
             (how attempts are drawn: the sampling section's temperature, top_p, max_new_tokens)
+  plan      whether the config fits a TPU slice, checked on this host: compiles the SFT step, the RL
+            update and a sampler decode step for --topology v5p:2x2x1 (or v5p-8, v6e-16, cpu:N) and
+            prints per-chip memory against HBM, FLOPs, step time at --mfu (default 0.4) and compile
+            time (JSON on stdout, a table on stderr) [--hbm_gib GIB (instead of the chip's HBM)]
+            [--programs sft_step,rl_update,decode_step (default: all three)]
   demo      the whole recipe on the built-in task: SFT, RL, evaluation, scaling curves, report
             (default config: configs/demo.py's settings; resumable: rerun the same command)
   config    print the resolved config and exit
@@ -61,6 +66,7 @@ OPTIONS = {
     "checks": {"run": (str, False), "step": (int, False), "num_traces": (int, False)},
     "import": {"out": (str, False), "dtype": (str, False)},
     "export": {"run": (str, False), "step": (int, False), "out": (str, False), "dtype": (str, False)},
+    "plan": {"topology": (str, False), "mfu": (float, False), "hbm_gib": (float, False), "programs": (str, False)},
     "synthesize": {
         **{name: (str, False) for name in ("run", "data", "out", "reference", "problem_field", "answer_field")},
         **{name: (int, False) for name in ("num_attempts", "max_wrong", "seed", "batch_prompts")},
@@ -215,6 +221,16 @@ def _synthesize(config, run: str | None = None, **options) -> None:
     print(json.dumps(run_synthesize(config, run or config.run.workdir, **options), indent=2))
 
 
+def _plan(config, topology: str | None = None, mfu: float = 0.4, **options) -> None:
+    from t1jax.apps.plan import format_table, run_plan
+
+    if not topology:
+        raise config_lib.ConfigError("plan needs --topology, e.g. v5p:2x2x1, v5p-8 or cpu:8")
+    report = run_plan(config, topology, mfu, **options)
+    print(format_table(report), file=sys.stderr)
+    print(json.dumps(report, indent=2))
+
+
 def _demo(config) -> None:
     from t1jax.apps.demo import run_demo
 
@@ -234,6 +250,7 @@ COMMANDS = {
     "import": _import,
     "export": _export,
     "synthesize": _synthesize,
+    "plan": _plan,
     "demo": _demo,
     "config": _config,
 }

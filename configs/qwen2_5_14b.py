@@ -1,0 +1,25 @@
+"""Qwen2.5-14B (Qwen/Qwen2.5-14B-Instruct's architecture) for T1 at pod scale: SFT on 8k-token
+traces, RL on 16 prompts x 16 samples of up to 8k tokens. Whether it fits a slice:
+    t1jax plan --config configs/qwen2_5_14b.py --topology v5p-16
+Weights: `t1jax import <its Hugging Face directory> --out DIR`, then rl.init_from=DIR."""
+
+from t1jax.config import base_config
+
+
+def get_config():
+    c = base_config()
+    m = c.model
+    m.vocab_size, m.d_model, m.num_layers, m.mlp_dim = 152064, 5120, 48, 13824
+    m.num_heads, m.num_kv_heads, m.qkv_bias = 40, 8, True
+    m.rope_base, m.norm_eps, m.tie_embeddings = 1e6, 1e-5, False
+    m.param_dtype, m.compute_dtype = "float32", "bfloat16"  # float32 master weights, bf16 matmuls
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
+    c.data.prompt_format = "qwen_math_cot"
+    c.optim.learning_rate = 1e-5
+    c.sampling.max_prompt_len = 1024
+    c.sft.seq_len, c.sft.batch_size, c.sft.grad_accum_steps = 8192, 32, 4
+    r = c.rl
+    r.prompts_per_step, r.sampling.num_samples, r.sampling.max_new_tokens = 16, 16, 8192
+    r.learning_rate, r.minibatches, r.grad_accum_steps = 1e-6, 4, 8  # 1 row per chip of a v5p-16
+    c.run.workdir = "runs/qwen2_5_14b"
+    return c

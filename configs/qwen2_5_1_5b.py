@@ -1,0 +1,25 @@
+"""Qwen2.5-1.5B (Qwen/Qwen2.5-1.5B-Instruct's architecture) for T1: SFT on 8k-token traces, RL
+on 16 prompts x 16 samples of up to 8k tokens. Whether it fits a slice:
+    t1jax plan --config configs/qwen2_5_1_5b.py --topology v6e-8
+Weights: `t1jax import <its Hugging Face directory> --out DIR`, then rl.init_from=DIR."""
+
+from t1jax.config import base_config
+
+
+def get_config():
+    c = base_config()
+    m = c.model
+    m.vocab_size, m.d_model, m.num_layers, m.mlp_dim = 151936, 1536, 28, 8960
+    m.num_heads, m.num_kv_heads, m.qkv_bias = 12, 2, True
+    m.rope_base, m.norm_eps, m.tie_embeddings = 1e6, 1e-6, True
+    m.param_dtype, m.compute_dtype = "float32", "bfloat16"  # float32 master weights, bf16 matmuls
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
+    c.data.prompt_format = "qwen_math_cot"
+    c.optim.learning_rate = 1e-5
+    c.sampling.max_prompt_len = 1024
+    c.sft.seq_len, c.sft.batch_size, c.sft.grad_accum_steps = 8192, 32, 4
+    r = c.rl
+    r.prompts_per_step, r.sampling.num_samples, r.sampling.max_new_tokens = 16, 16, 8192
+    r.learning_rate, r.minibatches, r.grad_accum_steps = 1e-6, 4, 8  # 1 row per chip of a v6e-8
+    c.run.workdir = "runs/qwen2_5_1_5b"
+    return c
