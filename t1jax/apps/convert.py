@@ -138,7 +138,8 @@ def export_checkpoint(
     generation_config.json and tokenizer files. Returns a summary (JSON-able)."""
     run = pathlib.Path(run_dir)
     check_run_dir(run, "--run")
-    model_config = run_model_config(run)
+    # a scanned run's layers are read back unstacked, one tensor per layer as the files hold them
+    model_config = dataclasses.replace(run_model_config(run), scan_layers="false")
     steps = checkpoint_steps(run)
     if not steps:
         raise CheckpointError(f"--run={run_dir}: no checkpoint in {run / 'checkpoints'}")

@@ -11,6 +11,13 @@ import ml_collections
 from t1jax.config.require import require
 
 DTYPES = ("float32", "bfloat16", "float16")
+SCAN_FROM_LAYERS = 8
+REMAT_POLICIES = ("none", "full", "save_dots", "save_dots_no_batch", "save_qkv_proj", "save_qkv_out_proj")
+ATTENTION_IMPLS = ("xla", "dot_product_attention", "splash")
+# What only changes how the model runs, not what it computes; with the dtypes, not its weights
+# either: a run's weights load whatever these say.
+RUN_OPTIONS = ("scan_layers", "remat", "attention")
+EXECUTION_FIELDS = ("param_dtype", "compute_dtype", *RUN_OPTIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +63,18 @@ class ModelConfig:
     # significant digits. float32 is as fast as bfloat16 on CPU.
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
+    # How the layers run (not what they are: a run's weights load whatever these say).
+    # scan_layers: "true" applies the layers as one jax.lax.scan over parameters stacked on a
+    # leading layer axis (compile time independent of depth), "false" unrolls them, "auto" scans
+    # from SCAN_FROM_LAYERS layers on. Checkpoints of either form load into the other.
+    scan_layers: str = "auto"
+    # remat: what the backward pass keeps of each layer's forward pass (REMAT_POLICIES); the rest
+    # is recomputed. "none" keeps everything; "full" keeps only the layer's input.
+    remat: str = "none"
+    # attention of a pass without a KV cache (training, scoring, prefill is always "xla"):
+    # "xla" (einsum), "dot_product_attention" (jax.nn's; cudnn on GPU) or "splash" (the TPU
+    # Pallas kernel; interpreted off TPU)
+    attention: str = "xla"
 
     @classmethod
     def from_config(cls, model_section) -> ModelConfig:
@@ -79,6 +98,13 @@ class ModelConfig:
         import jax.numpy as jnp
 
         return jnp.dtype(self.compute_dtype)
+
+    @property
+    def scans_layers(self) -> bool:
+        """Whether the layers' parameters are stacked and applied by a scan (see scan_layers)."""
+        if self.scan_layers == "auto":
+            return self.num_layers >= SCAN_FROM_LAYERS
+        return self.scan_layers == "true"
 
     def window_of_layer(self, layer: int) -> int:
         """Sliding-window size of a layer (0: global attention)."""
@@ -147,6 +173,12 @@ def check_model(config) -> None:
     require(m.rope_base > 0 and m.norm_eps > 0, "model.rope_base and model.norm_eps must be positive")
     require(m.rope_local_base >= 0, f"model.rope_local_base must be >= 0 (0: rope_base), got {m.rope_local_base}")
     require(m.query_scale >= 0, f"model.query_scale must be >= 0 (0: head_dim ** -0.5), got {m.query_scale}")
+    require(
+        m.scan_layers in ("auto", "true", "false"),
+        f"model.scan_layers must be 'auto', 'true' or 'false', got {m.scan_layers!r}",
+    )
+    require(m.remat in REMAT_POLICIES, f"model.remat must be one of {REMAT_POLICIES}, got {m.remat!r}")
+    require(m.attention in ATTENTION_IMPLS, f"model.attention must be one of {ATTENTION_IMPLS}, got {m.attention!r}")
     require(
         m.rope_scaling in ("", "llama3", "linear"),
         f"model.rope_scaling must be '', 'llama3' or 'linear', got {m.rope_scaling!r}",

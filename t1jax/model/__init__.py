@@ -11,6 +11,8 @@ from t1jax.model.params import (
     init_params,
     logical_axes,
     make_model,
+    stack_layers,
+    unstack_layers,
 )
 from t1jax.model.transformer import Transformer, logits_from_hidden
 
@@ -27,4 +29,6 @@ __all__ = [
     "logical_axes",
     "logits_from_hidden",
     "make_model",
+    "stack_layers",
+    "unstack_layers",
 ]

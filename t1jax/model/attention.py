@@ -1,19 +1,24 @@
-"""Grouped-query attention with RoPE, optional QK-norm, QKV bias and a sliding window."""
+"""Grouped-query attention with RoPE, optional QK-norm, QKV bias and a sliding window.
+
+What differs between layers (the sliding window, RoPE's frequencies) is an argument of the call,
+not an attribute: one layer's module then applies any layer's parameters, as a scan over the
+layers needs (Transformer with model.scan_layers)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from t1jax.config import ModelConfig
-from t1jax.model.layers import RMSNorm, param, rope_inv_freq, rotary
+from t1jax.model.layers import RMSNorm, param, rotary
 
 _MASKED = -1e30  # finite, so a row with every key masked gives a uniform row, not NaN
 
 
 class Attention(nnx.Module):
-    def __init__(self, config: ModelConfig, layer: int, rngs: nnx.Rngs):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         d, h, n, kv, dt = (
             config.d_model,
             config.dim_per_head,
@@ -21,8 +26,7 @@ class Attention(nnx.Module):
             config.num_kv_heads,
             config.params_dtype,
         )
-        self.config, self.window = config, config.window_of_layer(layer)
-        self.rope_base, self.rope_scaling = config.rope_of_layer(layer)
+        self.config = config
         self.q = param(rngs, (d, n, h), ("embed", "heads", "head_dim"), dt)
         self.k = param(rngs, (d, kv, h), ("embed", "kv_heads", "head_dim"), dt)
         self.v = param(rngs, (d, kv, h), ("embed", "kv_heads", "head_dim"), dt)
@@ -43,15 +47,19 @@ class Attention(nnx.Module):
         out = (x_BTD.reshape(B * T, D) @ w.reshape(D, N * H)).reshape(B, T, N, H)
         if self.config.qkv_bias:
             out = out + getattr(self, name + "_bias")[...].astype(out.dtype)
-        return out
+        return checkpoint_name(out, f"{name}_proj")  # what model.remat policies may keep
 
-    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None, segment_ids_BT=None):
+    def __call__(
+        self, x_BTD, positions_BT, key_pos_BS, inv_freq_F, window, kv=None, index=None, prefix=None, segment_ids_BT=None
+    ):
         """Attends from the T new tokens to the keys in `kv` (after writing the new keys at
         slot `index`) or, without a cache, to the new tokens themselves; and, with a `prefix`
         (keys [P, KV, H, S'], values [P, KV, S', H], their positions [P, S']), also to keys
         that every B // P consecutive rows share: the prompt of K samples, stored once.
 
         key_pos_BS: position of every key slot (-1 = masked); returns (out_BTD, (k, v)).
+        inv_freq_F: this layer's RoPE inverse frequencies (layers.rope_inv_freq).
+        window: this layer's sliding window (0: global), an int or a traced int32 scalar.
         segment_ids_BT: (no cache) the sequence each token belongs to in a row that packs several;
             a token attends only to its own sequence.
         """
@@ -59,9 +67,7 @@ class Attention(nnx.Module):
         q, k, v = (self._project(x_BTD, name) for name in ("q", "k", "v"))
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        llama3 = cfg.rope_low_freq_factor, cfg.rope_high_freq_factor, cfg.rope_original_max_len
-        inv_freq = rope_inv_freq(q.shape[-1], self.rope_base, self.rope_scaling, cfg.rope_scaling_factor, llama3)
-        q, k = rotary(q, positions_BT, inv_freq), rotary(k, positions_BT, inv_freq)
+        q, k = rotary(q, positions_BT, inv_freq_F), rotary(k, positions_BT, inv_freq_F)
         v_BKTH = v.transpose(0, 2, 1, 3)
         if kv is None:
             keys, values, key_spec = k.transpose(0, 2, 1, 3), v_BKTH, "bksh"
@@ -82,7 +88,7 @@ class Attention(nnx.Module):
         q_BKQH = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
         scores = jnp.einsum(f"bkqh,{key_spec}->bkqs", q_BKQH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         scores = scores.reshape(B, K, G, T, S)
-        allowed = self._mask(positions_BT, key_pos_BS)
+        allowed = _mask(positions_BT, key_pos_BS, window)
         if segment_ids_BT is not None:
             allowed &= segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
         scores = jnp.where(allowed[:, None, None], scores, _MASKED)
@@ -90,12 +96,12 @@ class Attention(nnx.Module):
             probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype).reshape(B, K, G * T, S)
             out = jnp.einsum("bkqs,bksh->bkqh", probs, values.astype(q.dtype))
         else:
-            out = self._with_prefix(q_BKQH, scores, values, positions_BT, prefix)
+            out = self._with_prefix(q_BKQH, scores, values, positions_BT, window, prefix)
         out = out.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
         out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
-        return out_BTD, (keys, values)
+        return checkpoint_name(out_BTD, "out_proj"), (keys, values)
 
-    def _with_prefix(self, q_BKQH, scores_BKGTS, values_BKSH, positions_BT, prefix):
+    def _with_prefix(self, q_BKQH, scores_BKGTS, values_BKSH, positions_BT, window, prefix):
         """One softmax over the shared prefix's keys and the rows' own keys (masked scores
         `scores_BKGTS`); returns the attended values [B, KV, G*T, H].
 
@@ -117,7 +123,7 @@ class Attention(nnx.Module):
             "pkqh,pkhs->pkqs", per_prefix(q_BKQH), keys_PKHS.astype(q_BKQH.dtype), preferred_element_type=jnp.float32
         )
         prefix_scores = per_row(prefix_scores).reshape(B, K, G, T, -1)
-        allowed = self._mask(positions_BT, jnp.repeat(key_pos_PS, R, axis=0))
+        allowed = _mask(positions_BT, jnp.repeat(key_pos_PS, R, axis=0), window)
         prefix_scores = jnp.where(allowed[:, None, None], prefix_scores, _MASKED)
         probs = jax.nn.softmax(jnp.concatenate([prefix_scores, scores_BKGTS], axis=-1), axis=-1)
         probs = probs.astype(q_BKQH.dtype).reshape(B, K, G * T, -1)
@@ -126,10 +132,11 @@ class Attention(nnx.Module):
         shared = jnp.einsum("pkqs,pksh->pkqh", per_prefix(prefix_probs), values_PKSH.astype(q_BKQH.dtype))
         return own + per_row(shared)
 
-    def _mask(self, q_pos_BT, key_pos_BS):
-        """Causal (by position, so padding and caches need no special case) and windowed."""
-        q, k = q_pos_BT[:, :, None], key_pos_BS[:, None, :]
-        allowed = (k >= 0) & (k <= q)
-        if self.window:
-            allowed &= q - k < self.window
-        return allowed
+
+def _mask(q_pos_BT, key_pos_BS, window):
+    """Causal (by position, so padding and caches need no special case) and windowed."""
+    q, k = q_pos_BT[:, :, None], key_pos_BS[:, None, :]
+    allowed = (k >= 0) & (k <= q)
+    if isinstance(window, int):
+        return allowed & (q - k < window) if window else allowed
+    return allowed & ((window == 0) | (q - k < window))  # a scanned layer's window

@@ -148,6 +148,7 @@ def model_config_from_gguf(reader, path: str = "", dtype: str = "float32") -> Mo
     # the 27B model (62 layers) whose is d_model / num_heads, as in Google's configs.
     query_pre_attn_scalar = d_model // num_heads if num_layers == 62 else head_dim
     return ModelConfig(
+        scan_layers="false",  # the form load_gguf builds; runs convert on load
         vocab_size=vocab_size,
         d_model=d_model,
         num_layers=num_layers,

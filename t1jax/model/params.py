@@ -42,7 +42,24 @@ def logical_axes(config: ModelConfig) -> dict:
     axes = jax.tree.map(
         lambda v: v.get_metadata()["logical_axes"], state, is_leaf=lambda x: isinstance(x, nnx.Variable)
     )
-    return nnx.to_pure_dict(axes)
+    axes = nnx.to_pure_dict(axes)
+    if config.scans_layers:  # the layer axis of stacked blocks is never sharded
+        axes["blocks"] = jax.tree.map(lambda a: (None, *a), axes["blocks"], is_leaf=lambda x: isinstance(x, tuple))
+    return axes
+
+
+def stack_layers(params: dict) -> dict:
+    """The parameters of an unrolled model (blocks 0..L-1) in a scanned model's form (one block
+    whose leaves have a leading layer axis); `unstack_layers` is its inverse."""
+    blocks = params["blocks"]
+    layers = [blocks[i] for i in sorted(blocks, key=int)]
+    return {**params, "blocks": jax.tree.map(lambda *xs: jax.numpy.stack(xs), *layers)}
+
+
+def unstack_layers(params: dict) -> dict:
+    blocks = params["blocks"]
+    num_layers = jax.tree.leaves(blocks)[0].shape[0]
+    return {**params, "blocks": {i: jax.tree.map(lambda x, i=i: x[i], blocks) for i in range(num_layers)}}
 
 
 def forward(

@@ -1,4 +1,9 @@
-"""The decoder-only transformer that both the sampler and the train steps run."""
+"""The decoder-only transformer that both the sampler and the train steps run.
+
+Its layers are either a list of blocks, applied one after the other, or (model.scan_layers) one
+block whose parameters are stacked on a leading layer axis, applied by a jax.lax.scan: the layer
+is traced and compiled once whatever the depth. Either way each layer may be rematerialised in the
+backward pass (model.remat)."""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from t1jax.config import ModelConfig
 from t1jax.model.attention import Attention
 from t1jax.model.kv_cache import KVCache
-from t1jax.model.layers import RMSNorm, param
+from t1jax.model.layers import RMSNorm, param, rope_inv_freq
+from t1jax.model.remat import rematerialised
 
 
 def logits_from_hidden(x_BTD, unembedding_DV):
@@ -39,11 +46,11 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, config: ModelConfig, layer: int, rngs: nnx.Rngs):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         dt, plus_one = config.params_dtype, config.norm_plus_one
         norm = functools.partial(RMSNorm, config.d_model, config.norm_eps, dt, rngs, plus_one=plus_one)
         self.attention_norm = norm()
-        self.attention = Attention(config, layer, rngs)
+        self.attention = Attention(config, rngs)
         self.mlp_norm = norm()
         self.mlp = MLP(config, rngs)
         self.post_norms = config.post_norms
@@ -51,9 +58,12 @@ class Block(nnx.Module):
             self.post_attention_norm = norm()
             self.post_mlp_norm = norm()
 
-    def __call__(self, x_BTD, positions_BT, key_pos_BS, kv=None, index=None, prefix=None, segment_ids_BT=None):
+    def __call__(
+        self, x_BTD, positions_BT, key_pos_BS, inv_freq_F, window, kv=None, index=None, prefix=None, segment_ids_BT=None
+    ):
+        """One layer; inv_freq_F and window are the layer's own (see Attention.__call__)."""
         attended, kv = self.attention(
-            self.attention_norm(x_BTD), positions_BT, key_pos_BS, kv, index, prefix, segment_ids_BT
+            self.attention_norm(x_BTD), positions_BT, key_pos_BS, inv_freq_F, window, kv, index, prefix, segment_ids_BT
         )
         if self.post_norms:
             attended = self.post_attention_norm(attended)
@@ -69,7 +79,9 @@ class Transformer(nnx.Module):
         self.config = config
         v, d, dt = config.vocab_size, config.d_model, config.params_dtype
         self.embed = param(rngs, (v, d), ("vocab", "embed"), dt, init=d)
-        self.blocks = nnx.List([Block(config, i, rngs) for i in range(config.num_layers)])
+        blocks = [Block(config, rngs) for _ in range(config.num_layers)]
+        # stacked from the same draws as the list: both forms of a seed hold the same weights
+        self.blocks = stack_blocks(blocks) if config.scans_layers else nnx.List(blocks)
         self.final_norm = RMSNorm(d, config.norm_eps, dt, rngs, plus_one=config.norm_plus_one)
         if not config.tie_embeddings:
             self.unembed = param(rngs, (d, v), ("embed", "vocab"), dt)
@@ -125,12 +137,15 @@ class Transformer(nnx.Module):
         if cfg.scale_embeddings:  # in the parameter dtype, as Gemma does: sqrt(d_model) rounds to bf16 with it
             x = x * jnp.asarray(cfg.d_model**0.5, x.dtype)
         x = x.astype(cfg.activations_dtype)
+        if cache is None and prefix is None:
+            x = self._layers_without_cache(x, positions_BT, key_pos_BS, segment_ids_BT)
+            return self.final_norm(x), None
         new_k, new_v = [], []
-        for i, block in enumerate(self.blocks):
+        for i, (block, inv_freq_F, window) in enumerate(self._layers()):
             kv = None if cache is None else (cache.k[i], cache.v[i])
             shared = None if prefix is None else (prefix.k[i], prefix.v[i], prefix.key_pos_BS)
             index = None if cache is None else cache.index
-            x, (k, v) = block(x, positions_BT, key_pos_BS, kv, index, shared, segment_ids_BT)
+            x, (k, v) = block(x, positions_BT, key_pos_BS, inv_freq_F, window, kv, index, shared)
             new_k.append(k)
             new_v.append(v)
         x = self.final_norm(x)
@@ -138,7 +153,69 @@ class Transformer(nnx.Module):
             return x, None
         return x, KVCache(k=tuple(new_k), v=tuple(new_v), key_pos_BS=key_pos_BS, index=cache.index + T)
 
+    def _layers(self):
+        """(block, RoPE inverse frequencies, window) of every layer in turn; a scanned model's
+        blocks are views of its stacked parameters (a pass with a cache, which is never
+        differentiated, walks the layers one by one, since its caches are per layer)."""
+        inv_freqs, windows = layer_constants(self.config)
+        if not self.config.scans_layers:
+            return zip(self.blocks, inv_freqs, windows)
+        graphdef, stacked = nnx.split(self.blocks)
+        views = (nnx.merge(graphdef, jax.tree.map(lambda w, i=i: w[i], stacked)) for i in range(len(windows)))
+        return zip(views, inv_freqs, windows)
+
+    def _layers_without_cache(self, x_BTD, positions_BT, key_pos_BS, segment_ids_BT):
+        """The layers of a pass without a cache (training, scoring): rematerialised as
+        model.remat says, and scanned with model.scan_layers."""
+        cfg = self.config
+
+        def layer(block_state, x_BTD, inv_freq_F, window, graphdef):
+            block = nnx.merge(graphdef, block_state)
+            return block(x_BTD, positions_BT, key_pos_BS, inv_freq_F, window, segment_ids_BT=segment_ids_BT)[0]
+
+        inv_freqs, windows = layer_constants(cfg)
+        if not cfg.scans_layers:
+            for block, inv_freq_F, window in zip(self.blocks, inv_freqs, windows):
+                graphdef, block_state = nnx.split(block)
+                run = rematerialised(functools.partial(layer, graphdef=graphdef, window=window), cfg.remat, False)
+                x_BTD = run(block_state, x_BTD, inv_freq_F)
+            return x_BTD
+        graphdef, stacked = nnx.split(self.blocks)
+        # per-layer constants that are the same in every layer stay constants; the others are
+        # scanned over with the parameters
+        same_freqs, same_windows = len(set(map(bytes, inv_freqs))) == 1, len(set(windows)) == 1
+        window_arg = windows[0] if same_windows else jnp.asarray(windows, jnp.int32)
+        freq_arg = jnp.asarray(inv_freqs[0]) if same_freqs else jnp.asarray(np.stack(inv_freqs))
+
+        def step(x_BTD, xs):
+            block_state, inv_freq_F, window = xs
+            run = rematerialised(functools.partial(layer, graphdef=graphdef), cfg.remat, True)
+            return run(block_state, x_BTD, freq_arg if same_freqs else inv_freq_F, window_arg if same_windows else window), None
+
+        xs = (stacked, None if same_freqs else freq_arg, None if same_windows else window_arg)
+        return jax.lax.scan(step, x_BTD, xs)[0]
+
     def unembedding(self):
         """The [d_model, vocab] matrix that turns final hidden states into logits (the transposed
         embedding when tied)."""
         return self.embed[...].T if self.config.tie_embeddings else self.unembed[...]
+
+
+def stack_blocks(blocks: list[Block]) -> Block:
+    """One block whose parameters are those of `blocks`, stacked on a new leading (layer) axis."""
+    graphdef, _ = nnx.split(blocks[0])
+    stacked = jax.tree.map(lambda *layers: jnp.stack(layers), *(nnx.state(b) for b in blocks))
+    return nnx.merge(graphdef, stacked)
+
+
+def layer_constants(config: ModelConfig) -> tuple[list[np.ndarray], list[int]]:
+    """Every layer's RoPE inverse frequencies and sliding window (0: global)."""
+    llama3 = config.rope_low_freq_factor, config.rope_high_freq_factor, config.rope_original_max_len
+    inv_freqs, windows = [], []
+    for layer in range(config.num_layers):
+        base, scaling = config.rope_of_layer(layer)
+        with jax.ensure_compile_time_eval():  # constants, also while a step is being traced
+            inv_freq = rope_inv_freq(config.dim_per_head, base, scaling, config.rope_scaling_factor, llama3)
+        inv_freqs.append(np.asarray(inv_freq, np.float32))
+        windows.append(config.window_of_layer(layer))
+    return inv_freqs, windows

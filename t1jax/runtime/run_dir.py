@@ -20,11 +20,13 @@ import pathlib
 
 import jax
 
+from t1jax import model as model_lib
 from t1jax.config import ModelConfig
+from t1jax.config.model import EXECUTION_FIELDS
 from t1jax.data.tokenizer import HF_TOKENIZER_FILE, Tokenizer
 from t1jax.errors import CheckpointError, ConfigError
 from t1jax.runtime.checkpoint import Checkpointer
-from t1jax.runtime.layout import ParamsLayout, params_layout
+from t1jax.runtime.layout import ParamsLayout, make_params_layout, params_layout
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.model"  # the tokenizer SFT trains, a sentencepiece model
@@ -67,6 +69,7 @@ def run_model_config(run_dir: str | pathlib.Path, fallback: ModelConfig | None =
         return fallback
     try:
         saved = json.loads(path.read_text())["model"]
+        saved.setdefault("scan_layers", "false")  # written before layers could be scanned
         return ModelConfig(**saved)
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} does not describe a model: {type(e).__name__}: {e}") from None
@@ -114,14 +117,24 @@ def load_params(run_dir: str | pathlib.Path, layout, step: int | None = None, ke
     read. Errors name the config key or flag `key` that pointed at the run."""
     directory = check_run_dir(run_dir, key)
     wanted = layout.abstract_params()
-    # read in the dtype the run saved (its checksums are of those bits), then cast: a run may start
-    # from another's weights with another model.param_dtype
-    saved_dtype = run_model_config(run_dir, layout.model_config).param_dtype
-    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, saved_dtype, sharding=s.sharding), wanted)
+    saved = run_model_config(run_dir, layout.model_config)
+    # read in the form and dtype the run saved (its checksums are of those bits), then convert: a
+    # run may start from another's weights with another model.param_dtype or model.scan_layers
+    scanned = saved.scans_layers
+    if scanned == layout.model_config.scans_layers:
+        saved_form = wanted
+    else:
+        form = dataclasses.replace(layout.model_config, scan_layers="true" if scanned else "false")
+        saved_form = make_params_layout(form, layout.mesh, layout.rules, divisible_only=True).abstract_params()
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, saved.param_dtype, sharding=s.sharding), saved_form)
     with Checkpointer(str(directory), create=False) as checkpointer:
         params = checkpointer.restore_params(target, step)
     if params is None:
         raise CheckpointError(f"{key}={run_dir}: no checkpoint in {directory}")
+    if saved_form is not wanted:
+        change_form = model_lib.unstack_layers if scanned else model_lib.stack_layers
+        shardings = jax.tree.map(lambda s: s.sharding, wanted)
+        params = jax.jit(change_form, out_shardings=shardings)(params)
     return jax.tree.map(lambda x, s: x if x.dtype == s.dtype else x.astype(s.dtype), params, wanted)
 
 
@@ -149,8 +162,9 @@ def load_run(
 
 
 def _shape_of(model_config: ModelConfig) -> ModelConfig:
-    """The model without its dtypes: what must match to load a run's weights into it."""
-    return dataclasses.replace(model_config, param_dtype="float32", compute_dtype="float32")
+    """The model without what only changes how it runs: what must match to load a run's weights."""
+    default = ModelConfig()
+    return dataclasses.replace(model_config, **{name: getattr(default, name) for name in EXECUTION_FIELDS})
 
 
 def check_run_dir(run_dir: str | pathlib.Path, key: str) -> pathlib.Path:

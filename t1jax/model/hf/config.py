@@ -15,6 +15,7 @@ import copy
 import dataclasses
 
 from t1jax.config import DTYPES, ModelConfig
+from t1jax.config.model import RUN_OPTIONS
 from t1jax.errors import CheckpointError
 
 FAMILIES = ("qwen2", "llama", "gemma3_text")
@@ -294,7 +295,7 @@ def _model_config(fields: dict, file: str) -> ModelConfig:
         if fields[name] != _FEATURE_DEFAULTS.get(name, object()):
             raise CheckpointError(f"{file}: needs model.{name}={fields[name]!r}, which this t1jax does not have")
         del fields[name]
-    return ModelConfig(**fields)
+    return ModelConfig(**fields, scan_layers="false")  # the form load_hf builds; runs convert on load
 
 
 # ---------------------------------------------------------------------------------------- export
@@ -340,6 +341,7 @@ def _computed(mc: ModelConfig) -> ModelConfig:
         query_scale=getattr(mc, "query_scale", 0.0) or mc.dim_per_head**-0.5,
         rope_local_base=(getattr(mc, "rope_local_base", 0.0) or mc.rope_base) if mc.sliding_window else 0.0,
         compute_dtype=mc.param_dtype,
+        **{name: getattr(ModelConfig(), name) for name in RUN_OPTIONS},
     )
 
 
