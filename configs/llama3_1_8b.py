@@ -16,6 +16,7 @@ def get_config():
     m.rope_scaling, m.rope_scaling_factor, m.rope_original_max_len = "llama3", 8.0, 8192
     m.rope_low_freq_factor, m.rope_high_freq_factor = 1.0, 4.0
     m.param_dtype, m.compute_dtype = "float32", "bfloat16"  # float32 master weights, bf16 matmuls
+    m.remat = "full"  # layers scanned (auto), each keeping only its input for the backward pass
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.data.prompt_format = "chat"
     c.optim.learning_rate = 1e-5

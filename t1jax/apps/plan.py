@@ -13,10 +13,13 @@ from __future__ import annotations
 import sys
 import time
 
+import jax
+
 from t1jax.apps.plan_programs import PROGRAMS, Program, target_mesh
 from t1jax.apps.topology import GIB, Target, make_target
 from t1jax.config import ModelConfig
 from t1jax.errors import ConfigError
+from t1jax.model.attention_kernels import compiling_for
 
 
 def run_plan(
@@ -57,8 +60,12 @@ def config_params(config) -> int:
 def compile_program(program: Program, target: Target):
     """(compiled, seconds to trace, lower and compile); a program XLA rejects is a ConfigError."""
     start = time.perf_counter()
+    mesh = jax.tree.leaves(program.args)[0].sharding.mesh
     try:
-        compiled = program.jitted.lower(*program.args).compile(target.compiler_options or None)
+        # traced under the target's mesh and platform: a Pallas kernel (model.attention=splash)
+        # then compiles for the target's chips, split over its mesh
+        with jax.set_mesh(mesh), compiling_for("tpu" if target.chip else "cpu"):
+            compiled = program.jitted.lower(*program.args).compile(target.compiler_options or None)
     except (ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{program.name} does not compile for {target.name}: {first}") from None

@@ -12,6 +12,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from t1jax.config import ModelConfig
+from t1jax.model.attention_kernels import attend
 from t1jax.model.layers import RMSNorm, param, rotary
 
 _MASKED = -1e30  # finite, so a row with every key masked gives a uniform row, not NaN
@@ -68,6 +69,8 @@ class Attention(nnx.Module):
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = rotary(q, positions_BT, inv_freq_F), rotary(k, positions_BT, inv_freq_F)
+        if kv is None and prefix is None and cfg.attention != "xla":
+            return self._kernel(q, k, v, positions_BT, key_pos_BS, segment_ids_BT, window)
         v_BKTH = v.transpose(0, 2, 1, 3)
         if kv is None:
             keys, values, key_spec = k.transpose(0, 2, 1, 3), v_BKTH, "bksh"
@@ -100,6 +103,18 @@ class Attention(nnx.Module):
         out = out.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
         out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
         return checkpoint_name(out_BTD, "out_proj"), (keys, values)
+
+    def _kernel(self, q, k, v, positions_BT, key_pos_BT, segment_ids_BT, window):
+        """A pass without a cache through model.attention's kernel (attention_kernels)."""
+        cfg = self.config
+        B, T, N, H = q.shape
+        windows = tuple(sorted({cfg.window_of_layer(i) for i in range(cfg.num_layers)}))
+        out = attend(
+            q, k, v, positions_BT, key_pos_BT, segment_ids_BT, window, cfg.query_scale or H**-0.5, cfg.attention,
+            window_choices=windows,
+        )  # fmt: skip
+        out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
+        return checkpoint_name(out_BTD, "out_proj"), (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
 
     def _with_prefix(self, q_BKQH, scores_BKGTS, values_BKSH, positions_BT, window, prefix):
         """One softmax over the shared prefix's keys and the rows' own keys (masked scores

@@ -190,7 +190,9 @@ class Transformer(nnx.Module):
         def step(x_BTD, xs):
             block_state, inv_freq_F, window = xs
             run = rematerialised(functools.partial(layer, graphdef=graphdef), cfg.remat, True)
-            return run(block_state, x_BTD, freq_arg if same_freqs else inv_freq_F, window_arg if same_windows else window), None
+            return run(
+                block_state, x_BTD, freq_arg if same_freqs else inv_freq_F, window_arg if same_windows else window
+            ), None
 
         xs = (stacked, None if same_freqs else freq_arg, None if same_windows else window_arg)
         return jax.lax.scan(step, x_BTD, xs)[0]

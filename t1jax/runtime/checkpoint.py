@@ -137,7 +137,9 @@ class Checkpointer:
                         raise CheckpointError(f"{e}; no usable step is left (steps {candidates[::-1]} failed)") from e
                     raise
                 unusable.append(candidate)
-                print(f"t1jax: warning: {e}; using step {candidates[i + 1]} if it verifies", file=sys.stderr, flush=True)
+                print(
+                    f"t1jax: warning: {e}; using step {candidates[i + 1]} if it verifies", file=sys.stderr, flush=True
+                )
                 continue
             if unusable and set_aside_unusable:
                 self._set_aside(unusable)

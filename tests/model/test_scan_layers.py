@@ -136,3 +136,16 @@ def test_a_run_saved_in_one_form_loads_into_the_other(tmp_path, saved, read):
     expected = stack_layers(params) if read.scans_layers else unstack_layers(params)
     assert _max_diff(jax.device_get(loaded), expected) == 0.0
     assert jax.tree.leaves(loaded)[0].sharding == jax.tree.leaves(layout.param_shardings)[0]
+
+
+@pytest.mark.parametrize("attention", ["dot_product_attention", "splash"])
+@pytest.mark.parametrize("base", [UNROLLED, SCANNED], ids=["unrolled", "scanned"])
+def test_the_attention_kernels_give_the_xla_loss_and_gradients(attention, base):
+    """Through the whole model: packed rows, sliding layers between global ones (scanned: a
+    traced window per layer); splash runs Pallas's interpreter off TPU."""
+    batch, params = _packed_batch(2), init_params(base, 7)
+    loss_x, grads_x = jax.jit(jax.value_and_grad(lambda p: _loss(base, p, batch)))(params)
+    config = dataclasses.replace(base, attention=attention)
+    loss_k, grads_k = jax.jit(jax.value_and_grad(lambda p: _loss(config, p, batch)))(params)
+    assert abs(float(loss_x) - float(loss_k)) <= 1e-5 * abs(float(loss_x))
+    assert _max_diff(grads_x, grads_k) <= 1e-5
