@@ -50,7 +50,9 @@ def make_workdir(workdir: str | pathlib.Path, key: str = "run.workdir") -> pathl
 
 
 def save_run_config(workdir: str | pathlib.Path, config) -> None:
-    """Writes the run's resolved config beside its checkpoints (primary process only)."""
+    """Writes the run's resolved config beside its checkpoints (primary process only), after
+    checking that checkpoints already there (a resumed run) hold the model it describes."""
+    check_resumable(workdir, config)
     if jax.process_index() != 0:
         return
     path = pathlib.Path(workdir) / CONFIG_FILE
@@ -58,6 +60,29 @@ def save_run_config(workdir: str | pathlib.Path, config) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     tmp.replace(path)
+
+
+def check_resumable(workdir: str | pathlib.Path, config) -> None:
+    """A ConfigError if `workdir` holds checkpoints of another model, or stored in another form
+    (model.param_dtype, model.scan_layers), than `config` trains: resuming would fail to read them,
+    and the config.json written over the old one would misdescribe them to every reader."""
+    workdir = pathlib.Path(workdir)
+    steps = workdir / CHECKPOINT_DIR
+    if not (workdir / CONFIG_FILE).is_file() or not steps.is_dir():
+        return
+    if not any(p.name.isdigit() for p in steps.iterdir()):
+        return
+    saved, current = run_model_config(workdir), ModelConfig.from_config(config.model)
+    differences = _differences(saved, current) if _shape_of(saved) != _shape_of(current) else ""
+    if not differences:
+        stored = {"param_dtype": (saved.param_dtype, current.param_dtype)}
+        stored["scan_layers"] = ("true" if saved.scans_layers else "false", "true" if current.scans_layers else "false")
+        differences = ", ".join(f"model.{k} is {a!r} there, {b!r} here" for k, (a, b) in stored.items() if a != b)
+    if differences:
+        raise ConfigError(
+            f"run.workdir={workdir} holds checkpoints of another model or form ({differences}): resume with its "
+            "values, or start a new run.workdir from its weights (sft.init_from / rl.init_from convert them)"
+        )
 
 
 def run_model_config(run_dir: str | pathlib.Path, fallback: ModelConfig | None = None) -> ModelConfig:
