@@ -17,6 +17,7 @@ def get_config():
     m.rope_low_freq_factor, m.rope_high_freq_factor = 1.0, 4.0
     m.param_dtype, m.compute_dtype = "float32", "bfloat16"  # float32 master weights, bf16 matmuls
     m.remat = "full"  # layers scanned (auto), each keeping only its input for the backward pass
+    m.attention = "splash"  # the TPU kernel: no [T, T] scores in memory
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.data.prompt_format = "chat"
     c.optim.learning_rate = 1e-5

@@ -14,6 +14,7 @@ def get_config():
     m.rope_base, m.norm_eps, m.tie_embeddings = 1e6, 1e-6, False
     m.param_dtype, m.compute_dtype = "float32", "bfloat16"  # float32 master weights, bf16 matmuls
     m.remat = "full"  # layers scanned (auto), each keeping only its input for the backward pass
+    m.attention = "splash"  # the TPU kernel: no [T, T] scores in memory
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.data.prompt_format = "qwen_math_cot"
     c.optim.learning_rate = 1e-5

@@ -49,17 +49,18 @@ class RMSNorm(nnx.Module):
         return (normed * scale).astype(x.dtype)
 
 
-def rope_inv_freq(head_dim: int, base: float, scaling: str = "", factor: float = 1.0, llama3=(1.0, 4.0, 8192)):
+def rope_inv_freq(head_dim: int, base: float, scaling: str = "", factor: float = 1.0, llama3=(1.0, 4.0, 8192), xp=jnp):
     """RoPE's inverse frequencies [head_dim // 2], float32.
 
     scaling "linear": every frequency divided by `factor`. "llama3" (Llama 3.1+), with llama3 =
     (low_freq_factor, high_freq_factor, original_max_len): divides by `factor` the frequencies
     whose wavelength exceeds original_max_len / low_freq_factor, keeps those below
     original_max_len / high_freq_factor, and interpolates smoothly between (transformers'
-    _compute_llama3_parameters; cos and sin are not rescaled).
+    _compute_llama3_parameters; cos and sin are not rescaled). xp: jax.numpy, or numpy for
+    constants computed outside any device (the model's per-layer constants).
     """
     half = head_dim // 2
-    inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    inv_freq = (base ** (-xp.arange(half, dtype=xp.float32) / half)).astype(xp.float32)
     if scaling == "linear":
         return inv_freq / factor
     if scaling != "llama3":
@@ -68,8 +69,8 @@ def rope_inv_freq(head_dim: int, base: float, scaling: str = "", factor: float =
     wavelen = 2 * math.pi / inv_freq
     smooth = (original_len / wavelen - low) / (high - low)
     smoothed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
-    inv_freq_long = jnp.where(wavelen > original_len / low, inv_freq / factor, smoothed)
-    return jnp.where(wavelen < original_len / high, inv_freq, inv_freq_long)
+    inv_freq_long = xp.where(wavelen > original_len / low, inv_freq / factor, smoothed)
+    return xp.where(wavelen < original_len / high, inv_freq, inv_freq_long).astype(xp.float32)
 
 
 def rotary(x_BTNH, positions_BT, inv_freq_F):

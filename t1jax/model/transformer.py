@@ -216,8 +216,7 @@ def layer_constants(config: ModelConfig) -> tuple[list[np.ndarray], list[int]]:
     inv_freqs, windows = [], []
     for layer in range(config.num_layers):
         base, scaling = config.rope_of_layer(layer)
-        with jax.ensure_compile_time_eval():  # constants, also while a step is being traced
-            inv_freq = rope_inv_freq(config.dim_per_head, base, scaling, config.rope_scaling_factor, llama3)
-        inv_freqs.append(np.asarray(inv_freq, np.float32))
+        # numpy: constants, whatever device or trace is current
+        inv_freqs.append(rope_inv_freq(config.dim_per_head, base, scaling, config.rope_scaling_factor, llama3, np))
         windows.append(config.window_of_layer(layer))
     return inv_freqs, windows
