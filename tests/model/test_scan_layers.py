@@ -79,7 +79,11 @@ def test_scanned_layers_give_the_unrolled_loss_and_gradients():
     assert abs(float(_loss(plain, unrolled, batch)) - float(loss_u)) > 1e-4
 
 
-@pytest.mark.parametrize("policy", [p for p in REMAT_POLICIES if p != "none"])
+# "full" in the default run; the other policies with the long tests (`pytest -m long`)
+POLICIES = [p if p == "full" else pytest.param(p, marks=pytest.mark.long) for p in REMAT_POLICIES if p != "none"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("base", [UNROLLED, SCANNED], ids=["unrolled", "scanned"])
 def test_every_remat_policy_gives_the_same_gradients(policy, base):
     batch, params = _packed_batch(1), init_params(base, 3)
@@ -139,7 +143,9 @@ def test_a_run_saved_in_one_form_loads_into_the_other(tmp_path, saved, read):
 
 
 @pytest.mark.parametrize("attention", ["dot_product_attention", "splash"])
-@pytest.mark.parametrize("base", [UNROLLED, SCANNED], ids=["unrolled", "scanned"])
+@pytest.mark.parametrize(
+    "base", [pytest.param(UNROLLED, marks=pytest.mark.long), SCANNED], ids=["unrolled", "scanned"]
+)  # scanned layers switch between window sizes: the harder case stays in the default run
 def test_the_attention_kernels_give_the_xla_loss_and_gradients(attention, base):
     """Through the whole model: packed rows, sliding layers between global ones (scanned: a
     traced window per layer); splash runs Pallas's interpreter off TPU."""
