@@ -27,6 +27,7 @@ from t1jax import parallel
 from t1jax.config import base_config, validate
 from t1jax.data.gguf_vocab import write_tokenizer_model
 from t1jax.errors import CheckpointError
+from t1jax.model import lora
 from t1jax.model.gguf import hf_config_from_gguf, load_gguf, open_gguf
 from t1jax.model.hf import hf_shardings, load_hf_params, model_config_from_hf, read_hf_config, save_hf
 from t1jax.runtime.layout import ParamsLayout
@@ -135,11 +136,14 @@ def export_checkpoint(
     """Writes the checkpoint `step` (default: the latest) of the run `run_dir` as the Hugging Face
     model directory `out_dir` (new or empty): model-0000k-of-0000n.safetensors shards of at most
     `max_shard_bytes` in `dtype` and their index, config.json, and the run's
-    generation_config.json and tokenizer files. Returns a summary (JSON-able)."""
+    generation_config.json and tokenizer files; a LoRA run's with its adapters merged into its base
+    weights. Returns a summary (JSON-able)."""
     run = pathlib.Path(run_dir)
     check_run_dir(run, "--run")
-    # a scanned run's layers are read back unstacked, one tensor per layer as the files hold them
-    model_config = dataclasses.replace(run_model_config(run), scan_layers="false")
+    # a scanned run's layers are read back unstacked, one tensor per layer as the files hold them;
+    # a LoRA run's adapters merged into its base: the export is a plain model
+    saved = run_model_config(run)
+    model_config = lora.base_model(dataclasses.replace(saved, scan_layers="false"))
     steps = checkpoint_steps(run)
     if not steps:
         raise CheckpointError(f"--run={run_dir}: no checkpoint in {run / 'checkpoints'}")

@@ -8,6 +8,10 @@ abstract arrays only (jax.ShapeDtypeStruct with shardings): no parameter is ever
   decode_step  one sampler step: rl.prompts_per_step x rl.sampling.num_samples rows, each one
                token against the prompts' shared cache and its own cache at its full length
                (the last stage of the sampler's while_loops), the cache buffer updated in place
+
+With LoRA (model.lora_rank > 0) they are the LoRA programs: the steps train the adapters and take
+the frozen base as an argument, the anchor is adapters, and the sampler runs the merged weights
+while the base stays resident.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ from t1jax.config import MESH_AXES, with_overrides
 from t1jax.errors import ConfigError
 from t1jax.sampling import bucket, stage_ends, strategy_for
 from t1jax.sampling.strategies import choose_with_uniforms
-from t1jax.train.optimizer import learning_rate_schedule, make_optimizer, trainable_labels
+from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.rl.update import BATCH_KEYS, make_update_step
 from t1jax.train.sft_step import make_sft_step
-from t1jax.train.state import StateLayout, make_layout
+from t1jax.train.state import StateLayout, make_layout, model_params, optimizer_from_config
 
 
 @dataclasses.dataclass
@@ -66,10 +70,14 @@ def target_mesh(mesh_config, devices) -> Mesh:
 def state_layout(config, mesh: Mesh, total_steps: int) -> StateLayout:
     """layout_from_config on a mesh built here (the target's devices are not this process's)."""
     model_config = model_lib.ModelConfig.from_config(config.model)
-    pattern = config.optim.trainable
-    labels = trainable_labels(model_lib.abstract_params(model_config), pattern) if pattern else None
-    tx = make_optimizer(config.optim, total_steps, labels)
+    tx = optimizer_from_config(config, model_config, total_steps)
     return make_layout(model_config, tx, mesh, parallel.rules_table(config.mesh.rules))
+
+
+def step_args(layout: StateLayout, batch: dict) -> tuple:
+    """The abstract arguments of a train step: (state, batch), with LoRA (state, base, batch)."""
+    base = (layout.abstract_params(),) if layout.lora else ()
+    return (layout.abstract_state(), *base, batch)
 
 
 def device_bytes(tree) -> int:
@@ -103,7 +111,7 @@ def sft_program(config, mesh: Mesh) -> Program:
     return Program(
         name="sft_step",
         jitted=step,
-        args=(layout.abstract_state(), batch),
+        args=step_args(layout, batch),
         shape=f"{s.batch_size} rows x {s.seq_len + 1} tokens, {s.grad_accum_steps} micro-batches",
         loop_trips=s.grad_accum_steps,
         model_flops=tokens * layout.model_config.flops_per_token(s.seq_len),
@@ -144,16 +152,16 @@ def rl_update_program(config, mesh: Mesh) -> Program:
     dtypes = {"tokens": jnp.int32, "positions": jnp.int32, "segment_ids": jnp.int32, "response": jnp.bool_}
     batch = _batch(layout, {k: dtypes.get(k, jnp.float32) for k in BATCH_KEYS}, rows, length)
     step = make_update_step(layout, r, r.grad_accum_steps, config.optim.logits_chunk_tokens)
-    anchor = layout.abstract_params()
+    anchor = layout.abstract_trained()  # a copy of the params, or with LoRA of the adapters
     return Program(
         name="rl_update",
         jitted=step,
-        args=(layout.abstract_state(), batch),
+        args=step_args(layout, batch),
         shape=f"{rows} rows x {length} tokens, {r.grad_accum_steps} micro-batches",
         loop_trips=r.grad_accum_steps,
         model_flops=rows * (length - 1) * layout.model_config.flops_per_token(length - 1),
         resident_bytes=device_bytes(anchor),
-        resident="the anchor's parameters",
+        resident="the anchor's adapters" if layout.lora else "the anchor's parameters",
         micro_rows=rows // r.grad_accum_steps // shards,
         accum_key="rl.grad_accum_steps",
         length_key="rl.sampling.max_new_tokens",
@@ -203,13 +211,20 @@ def decode_program(config, mesh: Mesh) -> Program:
         donate_argnums=1,
     )
     args = (
-        layout.abstract_params(),
+        sampler_params(layout),
         cache,
         prompt_cache,
         jax.ShapeDtypeStruct((rows,), jnp.int32, sharding=row_sh),
         jax.ShapeDtypeStruct((rows,), jnp.int32, sharding=row_sh),
         jax.ShapeDtypeStruct((rows, 1), jnp.float32, sharding=u_sh),
     )
+    if layout.lora:  # the merged weights are the argument; the base and all the adapters stay
+        held = (layout.abstract_params(), layout.abstract_state(), layout.abstract_trained())
+        resident_bytes = sum(map(device_bytes, held))
+        resident = "the base, the adapters with their optimizer state and the anchor's adapters (during RL)"
+    else:  # the train state less its params (an argument here) plus the anchor, as large as the params
+        resident_bytes = device_bytes(layout.abstract_state())
+        resident = "the optimizer state and the anchor (during RL)"
     return Program(
         name="decode_step",
         jitted=jitted,
@@ -218,9 +233,21 @@ def decode_program(config, mesh: Mesh) -> Program:
         loop_trips=1,
         # a forward pass is a third of a training step's FLOPs per token
         model_flops=rows * cfg.flops_per_token(width + slots) / 3,
-        # the train state less its params (an argument here) plus the anchor, as large as the params
-        resident_bytes=device_bytes(layout.abstract_state()),
-        resident="the optimizer state and the anchor (during RL)",
+        resident_bytes=resident_bytes,
+        resident=resident,
+    )
+
+
+def sampler_params(layout: StateLayout) -> dict:
+    """The abstract weights the sampler runs with: the params, or with LoRA the merged ones (in
+    the compute dtype), placed like the params."""
+    if not layout.lora:
+        return layout.abstract_params()
+    shapes = jax.eval_shape(
+        lambda base, adapters: model_params(layout, adapters, base), layout.abstract_params(), layout.abstract_trained()
+    )
+    return jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, layout.param_shardings
     )
 
 

@@ -75,6 +75,12 @@ class ModelConfig:
     # "xla" (einsum), "dot_product_attention" (jax.nn's; cudnn on GPU) or "splash" (the TPU
     # Pallas kernel; interpreted off TPU)
     attention: str = "xla"
+    # LoRA (t1jax.model.lora): rank-`lora_rank` adapters (0: none) on the weights whose dotted names
+    # (blocks.3.attention.q; scanned: blocks.attention.q) match the regex `lora_targets` (add
+    # `|^embed$` for the embedding), scaled by lora_alpha / lora_rank; only the adapters train.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_targets: str = r"attention\.(q|k|v|o)$|mlp\.(gate|up|down)$"
 
     @classmethod
     def from_config(cls, model_section) -> ModelConfig:
@@ -179,6 +185,7 @@ def check_model(config) -> None:
     )
     require(m.remat in REMAT_POLICIES, f"model.remat must be one of {REMAT_POLICIES}, got {m.remat!r}")
     require(m.attention in ATTENTION_IMPLS, f"model.attention must be one of {ATTENTION_IMPLS}, got {m.attention!r}")
+    require(m.lora_rank >= 0, f"model.lora_rank must be >= 0 (0: no LoRA), got {m.lora_rank}")
     require(
         m.rope_scaling in ("", "llama3", "linear"),
         f"model.rope_scaling must be '', 'llama3' or 'linear', got {m.rope_scaling!r}",

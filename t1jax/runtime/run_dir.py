@@ -25,8 +25,10 @@ from t1jax.config import ModelConfig
 from t1jax.config.model import EXECUTION_FIELDS
 from t1jax.data.tokenizer import HF_TOKENIZER_FILE, Tokenizer
 from t1jax.errors import CheckpointError, ConfigError
+from t1jax.model import lora
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.layout import ParamsLayout, make_params_layout, params_layout
+from t1jax.runtime.lora_run import merged_params
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.model"  # the tokenizer SFT trains, a sentencepiece model
@@ -139,10 +141,13 @@ def checkpoint_steps(run_dir: str | pathlib.Path) -> list[int]:
 def load_params(run_dir: str | pathlib.Path, layout, step: int | None = None, key: str = "run"):
     """The policy's parameters of `run_dir` at `step` (default: the latest), placed with the
     shardings of `layout` (a ParamsLayout or a train StateLayout). The run's optimizer state is not
-    read. Errors name the config key or flag `key` that pointed at the run."""
+    read; a LoRA run's adapters come merged into its base. Errors name the config key or flag `key`
+    that pointed at the run."""
     directory = check_run_dir(run_dir, key)
-    wanted = layout.abstract_params()
     saved = run_model_config(run_dir, layout.model_config)
+    if lora.enabled(saved):
+        return merged_params(run_dir, saved, layout, step, key)
+    wanted = layout.abstract_params()
     # read in the form and dtype the run saved (its checksums are of those bits), then convert: a
     # run may start from another's weights with another model.param_dtype or model.scan_layers
     scanned = saved.scans_layers
@@ -178,7 +183,7 @@ def load_run(
     model_config = run_model_config(run_dir, fallback if layout is None else layout.model_config)
     if layout is None:
         layout = params_layout(model_config, config.mesh if config is not None else None)
-    elif _shape_of(layout.model_config) != _shape_of(model_config):
+    elif _shape_of(lora.base_model(layout.model_config)) != _shape_of(lora.base_model(model_config)):
         raise CheckpointError(f"{key}={run_dir} holds another model: {_differences(model_config, layout.model_config)}")
     else:  # the run's weights in the layout's dtypes (load_params casts them)
         model_config = layout.model_config

@@ -37,10 +37,11 @@ from t1jax.runtime.run_dir import (
     save_run_config,
     save_run_tokenizer,
 )
+from t1jax.train.frozen_base import frozen_base
 from t1jax.train.guards import check_finite
 from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.sft_step import make_eval_loss, make_sft_step
-from t1jax.train.state import layout_from_config
+from t1jax.train.state import frozen_args, layout_from_config
 
 
 def load_examples(config, seed: int) -> tuple[list[dict], list[dict], str]:
@@ -132,9 +133,11 @@ def run_sft(config) -> dict:
         str(workdir / "checkpoints"), config.checkpoint.max_to_keep, config.checkpoint.async_save
     )
     restored = checkpointer.restore(layout.abstract_state(), set_aside_unusable=True)
+    # LoRA: sft.init_from gives the frozen base, and the state holds fresh adapters
+    base = frozen_base(layout, workdir, config, s.init_from, "sft.init_from", resuming=restored is not None)
     if restored is None:
         state = layout.init(run.seed)
-        if s.init_from:
+        if s.init_from and base is None:
             state = state.replace(params=load_params(s.init_from, layout, key="sft.init_from"))
     else:
         state, data_state = restored
@@ -142,8 +145,16 @@ def run_sft(config) -> dict:
     start_step = int(state.step)
 
     chunk = config.optim.logits_chunk_tokens
-    step_fn = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), s.grad_accum_steps, chunk)
-    eval_fn = make_eval_loss(layout, chunk)
+    frozen = frozen_args(base)
+    train_step = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), s.grad_accum_steps, chunk)
+    eval_loss = make_eval_loss(layout, chunk)
+
+    def step_fn(state, batch):
+        return train_step(state, *frozen, batch)
+
+    def eval_fn(params, batch):
+        return eval_loss(params, *frozen, batch)
+
     is_primary = jax.process_index() == 0
     writer = MetricsWriter(
         str(workdir),

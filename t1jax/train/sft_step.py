@@ -9,7 +9,7 @@ import optax
 from t1jax import model as model_lib
 from t1jax import parallel
 from t1jax.train.optimizer import apply_updates, rounding_key, summed_gradients
-from t1jax.train.state import StateLayout, TrainState
+from t1jax.train.state import StateLayout, TrainState, jit_with_base, model_params
 from t1jax.train.token_stats import chunk_length, logits_stats, token_stats
 
 
@@ -45,7 +45,8 @@ def sequence_loss(model_config, params, batch, chunk_len: int = 0):
 
 
 def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_steps: int, logits_chunk_tokens: int = 0):
-    """Returns step(state, batch) -> (state, metrics), jitted with explicit shardings.
+    """Returns step(state, batch) -> (state, metrics), jitted with explicit shardings; with LoRA
+    step(state, base, batch), the frozen base weights an argument of their own (state.py).
 
     batch = {"tokens": int32 [B, T+1], "loss_mask": [B, T+1]}, and "segment_ids" and "positions"
     when rows are packed (then every array has the same [B, T+1] shape). The batch is split into
@@ -58,15 +59,15 @@ def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_step
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
     shards = parallel.batch_shards(layout.mesh, layout.rules)
 
-    def step(state: TrainState, batch):
+    def step(state: TrainState, base, batch):
         B = batch["tokens"].shape[0]
         chunk_len = chunk_length(logits_chunk_tokens, B // A // shards)
         total_tokens = jnp.maximum(jnp.sum(batch["loss_mask"][:, 1:].astype(jnp.float32)), 1.0)
         # Micro-batch i takes rows i, i+A, i+2A, ...: each keeps an even share of every shard.
         micro = jax.tree.map(lambda x: x.reshape(B // A, A, -1).swapaxes(0, 1), batch)
 
-        def loss_fn(params, micro_batch):
-            nll_sum, _ = sequence_loss(cfg, params, micro_batch, chunk_len)
+        def loss_fn(trained, micro_batch):
+            nll_sum, _ = sequence_loss(cfg, model_params(layout, trained, base), micro_batch, chunk_len)
             return nll_sum / total_tokens
 
         def value_and_grad(params, micro_batch):
@@ -86,12 +87,9 @@ def make_sft_step(layout: StateLayout, schedule: optax.Schedule, grad_accum_step
         }
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
-    return jax.jit(
-        step,
-        in_shardings=(layout.shardings, batch_sh),  # one sharding for every array of the batch
-        out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
-        donate_argnums=0,
-    )
+    out_shardings = (layout.shardings, parallel.replicated(layout.mesh))
+    # batch_sh: one sharding for every array of the batch
+    return jit_with_base(layout, step, layout.shardings, (batch_sh,), out_shardings, donate_first=True)
 
 
 def _count_examples(batch):
@@ -103,16 +101,13 @@ def _count_examples(batch):
 
 def make_eval_loss(layout: StateLayout, logits_chunk_tokens: int = 0):
     """Returns loss(params, batch) -> (nll_sum, token_count), jitted on the mesh (logits_chunk_tokens
-    as in make_sft_step)."""
+    as in make_sft_step); with LoRA loss(adapters, base, batch)."""
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
     shards = parallel.batch_shards(layout.mesh, layout.rules)
 
-    def loss(params, batch):
+    def loss(trained, base, batch):
         chunk_len = chunk_length(logits_chunk_tokens, batch["tokens"].shape[0] // shards)
-        return sequence_loss(layout.model_config, params, batch, chunk_len)
+        return sequence_loss(layout.model_config, model_params(layout, trained, base), batch, chunk_len)
 
-    return jax.jit(
-        loss,
-        in_shardings=(layout.param_shardings, batch_sh),
-        out_shardings=parallel.replicated(layout.mesh),
-    )
+    replicated = parallel.replicated(layout.mesh)
+    return jit_with_base(layout, loss, layout.trained_shardings, (batch_sh,), replicated, donate_first=False)

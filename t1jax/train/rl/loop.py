@@ -39,14 +39,15 @@ from t1jax.runtime.run_dir import (
     save_run_tokenizer,
 )
 from t1jax.sampling import Sampler, strategy_for
+from t1jax.train.frozen_base import frozen_base
 from t1jax.train.guards import check_finite
 from t1jax.train.objectives import kl_normalized_rewards, rloo_advantages
 from t1jax.train.rl.batch import pack, sequence_kl, token_advantages
 from t1jax.train.rl.problems import problem_set
 from t1jax.train.rl.rollout import RolloutGroups, grade_and_penalise, grading_metrics
 from t1jax.train.rl.selection import drop_zero_variance, keep_m_per_group
-from t1jax.train.rl.update import make_anchor_update, make_score_fn, make_update_step, update_policy
-from t1jax.train.state import layout_from_config
+from t1jax.train.rl.update import make_anchor_update, make_merge, make_score_fn, make_update_step, update_policy
+from t1jax.train.state import frozen_args, layout_from_config
 
 
 def rl_step(run: RLRun, state, anchor, step: int):
@@ -54,10 +55,11 @@ def rl_step(run: RLRun, state, anchor, step: int):
     r, K = run.config.rl, run.config.rl.sampling.num_samples
     start = time.perf_counter()
     kept, first_round, drawn, dropped, graded, waited = [], None, 0, 0, [], 0.0
+    weights = run.sampler_weights(state.params)
     for round_ in range(r.max_refill_rounds + 1):
         problems, prompts = run.prompts.next()
         drawn += len(problems)
-        samples = run.sample(state.params, prompts, run.sampling_key(state.rng, step, round_))
+        samples = run.sample(weights, prompts, run.sampling_key(state.rng, step, round_))
         # the next prompts are encoded while the verifier grades (the loop's next round or step uses them)
         rewards, verdicts, wait_s = grade_and_penalise(
             run.verifier,
@@ -80,6 +82,7 @@ def rl_step(run: RLRun, state, anchor, step: int):
         kept.append(groups)
         if sum(map(len, kept)) >= r.prompts_per_step:
             break
+    del weights  # with LoRA a merged copy of the weights: freed before the update
     groups = RolloutGroups.concatenate(kept).take(np.arange(r.prompts_per_step))
     if r.keep_per_prompt:
         groups = keep_m_per_group(groups, r.keep_per_prompt, np.random.default_rng([run.config.run.seed, step]))
@@ -159,8 +162,11 @@ class RLRun:
         self.score = make_score_fn(self.layout, chunk)
         self.batch_sharding = parallel.batch_sharding(self.layout.mesh, self.layout.rules)
         update_step = make_update_step(self.layout, r, r.grad_accum_steps, chunk)
-        self.update_step = lambda state, batch: update_step(state, on_mesh(batch, self.batch_sharding))
+        self.update_step = lambda state, batch: update_step(state, *self.frozen, on_mesh(batch, self.batch_sharding))
         self.move_anchor = make_anchor_update(self.layout, r.anchor_mu)
+        # LoRA: the frozen base weights (set by initial_state), shared by the policy and the anchor
+        self.frozen: tuple = ()
+        self._merge = make_merge(self.layout) if self.layout.lora else None
         # Every process draws the whole global batch of prompts, so the host's work (grading,
         # selection, packing, metrics) is the same on all of them and equals a one-process run;
         # the jitted pieces split the rows over the processes' devices.
@@ -185,14 +191,19 @@ class RLRun:
 
     def initial_state(self):
         """(state, anchor, data_state): the RL checkpoint if there is one, else the weights of
-        rl.init_from (fresh ones without it), with the anchor at the policy."""
-        abstract = {"policy": self.layout.abstract_state(), "anchor": self.layout.abstract_params()}
+        rl.init_from (fresh ones without it), with the anchor at the policy. With LoRA the state
+        and the anchor hold adapters (fresh ones: the base model) and rl.init_from gives the
+        frozen base."""
+        abstract = {"policy": self.layout.abstract_state(), "anchor": self.layout.abstract_trained()}
         restored = self.checkpointer.restore(abstract, set_aside_unusable=True)
+        init_from = self.config.rl.init_from
+        base = frozen_base(self.layout, self.workdir, self.config, init_from, "rl.init_from", restored is not None)
+        self.frozen = frozen_args(base)
         if restored is not None:
             saved, data_state = restored
             return saved["policy"], saved["anchor"], data_state
         state = self.layout.init(self.config.run.seed)
-        if self.config.rl.init_from:
+        if init_from and base is None:
             _, params, _ = load_run(
                 self.config.rl.init_from, config=self.config, layout=self.layout, key="rl.init_from"
             )
@@ -211,7 +222,12 @@ class RLRun:
     def anchor_logprobs(self, anchor, batch: dict) -> np.ndarray:
         """log pi_anchor of every token of the batch, [rows, row_len]."""
         arrays = on_mesh([batch[k] for k in ("tokens", "positions", "segment_ids")], self.batch_sharding)
-        return fetch(self.score(anchor, *arrays))
+        return fetch(self.score(anchor, *self.frozen, *arrays))
+
+    def sampler_weights(self, trained):
+        """The weights the sampler runs with: the policy's params, or with LoRA the base with the
+        policy's adapters merged in (in the compute dtype, as the update runs them)."""
+        return trained if self._merge is None else self._merge(trained, *self.frozen)
 
 
 def run_rl(config) -> dict:

@@ -25,7 +25,7 @@ from t1jax import parallel
 from t1jax.train.objectives import clipped_surrogate, ema_update, token_kl
 from t1jax.train.optimizer import apply_updates, round_like, rounding_key, summed_gradients
 from t1jax.train.rl.batch import loss_weights
-from t1jax.train.state import StateLayout, TrainState
+from t1jax.train.state import StateLayout, TrainState, jit_with_base, model_params
 from t1jax.train.token_stats import chunk_length, token_stats
 
 BATCH_KEYS = ("tokens", "positions", "segment_ids", "response", "old_logp", "ref_logp", "advantage", "loss_weight")
@@ -48,20 +48,23 @@ def token_logprobs_and_entropy(
 
 def make_score_fn(layout: StateLayout, logits_chunk_tokens: int = 0):
     """Returns score(params, tokens, positions, segment_ids) -> per-token logprobs [R, L] (for the
-    anchor); logits_chunk_tokens: tokens per device whose logits are computed at once (0: all)."""
+    anchor); logits_chunk_tokens: tokens per device whose logits are computed at once (0: all).
+    With LoRA score(adapters, base, tokens, positions, segment_ids): the anchor's own adapters on
+    the policy's frozen base."""
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
     shards = parallel.batch_shards(layout.mesh, layout.rules)
 
-    def score(params, tokens, positions, segment_ids):
+    def score(trained, base, tokens, positions, segment_ids):
         chunk_len = chunk_length(logits_chunk_tokens, tokens.shape[0] // shards)
-        cfg = layout.model_config
+        cfg, params = layout.model_config, model_params(layout, trained, base)
         return token_logprobs_and_entropy(cfg, params, tokens, positions, segment_ids, chunk_len, entropy=False)[0]
 
-    return jax.jit(score, in_shardings=(layout.param_shardings, *[batch_sh] * 3), out_shardings=batch_sh)
+    return jit_with_base(layout, score, layout.trained_shardings, (batch_sh,) * 3, batch_sh, donate_first=False)
 
 
 def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, logits_chunk_tokens: int = 0):
-    """Returns step(state, batch) -> (state, metrics): one optimizer update on `batch`.
+    """Returns step(state, batch) -> (state, metrics): one optimizer update on `batch`; with LoRA
+    step(state, base, batch), the frozen base weights an argument of their own (state.py).
 
     loss = sum over response tokens of loss_weight * clipped surrogate (the token_mean or
            seq_mean policy loss, by the weights) - entropy_coef * mean response-token entropy
@@ -74,13 +77,14 @@ def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, 
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
     shards = parallel.batch_shards(layout.mesh, layout.rules)
 
-    def step(state: TrainState, batch):
+    def step(state: TrainState, base, batch):
         R = batch["tokens"].shape[0]
         chunk_len = chunk_length(logits_chunk_tokens, R // A // shards)
         total_tokens = jnp.maximum(jnp.sum(batch["response"].astype(jnp.float32)), 1.0)
         micro = jax.tree.map(lambda x: x.reshape(R // A, A, *x.shape[1:]).swapaxes(0, 1), batch)
 
-        def loss_fn(params, mb):
+        def loss_fn(trained, mb):
+            params = model_params(layout, trained, base)
             logp, entropy = token_logprobs_and_entropy(
                 cfg, params, mb["tokens"], mb["positions"], mb["segment_ids"], chunk_len
             )
@@ -117,27 +121,36 @@ def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, 
         }
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
-    return jax.jit(
-        step,
-        in_shardings=(layout.shardings, {k: batch_sh for k in BATCH_KEYS}),
-        out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
-        donate_argnums=0,
-    )
+    out_shardings = (layout.shardings, parallel.replicated(layout.mesh))
+    batch_shardings = {k: batch_sh for k in BATCH_KEYS}
+    return jit_with_base(layout, step, layout.shardings, (batch_shardings,), out_shardings, donate_first=True)
 
 
 def make_anchor_update(layout: StateLayout, mu: float):
     """Returns update(anchor, params) -> anchor moved toward params, on device (mu = 0: reset).
+    With LoRA both are adapters: the anchor is the frozen base with adapters of its own.
 
     The average is taken in float32 and rounded to the parameters' dtype as the optimizer's
     step is (stochastically for bfloat16): rounded to nearest, a bfloat16 anchor would not move
     at all while it differs from the policy by less than ~0.4% / (1 - mu) of each weight."""
-    sh = layout.param_shardings
+    sh = layout.trained_shardings
 
     def update(anchor, params):
         f32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)  # noqa: E731
         return round_like(ema_update(f32(anchor), f32(params), mu), anchor, _key_of(params))
 
     return jax.jit(update, in_shardings=(sh, sh), out_shardings=sh, donate_argnums=0)
+
+
+def make_merge(layout: StateLayout):
+    """Returns merge(adapters, base) -> the params a LoRA policy runs with (state.model_params),
+    placed like the params: what the sampler gets."""
+    sh = layout.param_shardings
+
+    def merge(adapters, base):
+        return model_params(layout, adapters, base)
+
+    return jax.jit(merge, in_shardings=(layout.trained_shardings, sh), out_shardings=sh)
 
 
 def _key_of(params):
