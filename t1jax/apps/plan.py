@@ -122,6 +122,7 @@ def analyse(program: Program, target: Target, mfu: float, config) -> dict:
         "compile_s": round(seconds, 1),
         **mem,
         "resident": program.resident,
+        "kv_cache_bytes": program.kv_cache_bytes,
         "fits": over <= 0,
         "over_bytes": max(over, 0),
         "flops_per_chip": xla_flops,
@@ -221,6 +222,8 @@ def format_table(report: dict) -> str:
     lines.append("")
     for p in report["programs"]:
         resident = f"; resident: {p['resident']}" if p["resident"] else ""
+        if p["kv_cache_bytes"]:
+            resident += f"; KV cache {_gib(p['kv_cache_bytes'])} GiB per chip (in args)"
         basis = "" if p["flops_basis"] == "xla" else "; time from the model's FLOPs (XLA counts loop bodies once)"
         lines.append(f"{p['name']}: {p['shape']}{resident}{basis}")
     for p in report["programs"]:

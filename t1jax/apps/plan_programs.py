@@ -54,6 +54,7 @@ class Program:
     micro_rows: int = 0  # rows of a micro-batch per batch shard (0: no micro-batches)
     accum_key: str = ""  # the config key of the micro-batch count
     length_key: str = ""  # the config key that bounds the rows' length
+    kv_cache_bytes: int = 0  # per device: the KV caches among the arguments (decode_step)
 
 
 def target_mesh(mesh_config, devices) -> Mesh:
@@ -235,6 +236,7 @@ def decode_program(config, mesh: Mesh) -> Program:
         model_flops=rows * cfg.flops_per_token(width + slots) / 3,
         resident_bytes=resident_bytes,
         resident=resident,
+        kv_cache_bytes=device_bytes(cache) + device_bytes(prompt_cache),
     )
 
 

@@ -103,6 +103,8 @@ def test_decode_step_arguments_are_the_params_and_caches(plan, small_config):
     per_device = params + (prompt_cache + sample_cache + tokens) // 4 + 4
     assert decode["arguments_bytes"] == per_device
     assert decode["aliased_bytes"] >= sample_cache // 4  # the sample cache is updated in place
+    # the caches' own share, reported apart: both caches and their two int32 write indices
+    assert decode["kv_cache_bytes"] == (prompt_cache + sample_cache) // 4 + 2 * 4
 
 
 def test_report_adds_up(plan):
@@ -192,6 +194,8 @@ def test_command_line_prints_the_table_and_json(t1jax_cli, tiny_config_path):
     assert report["fits"] and report["mesh"] == {"data": 1, "fsdp": 2, "tensor": 1}
     assert [p["name"] for p in report["programs"]] == ["sft_step", "rl_update", "decode_step"]
     assert "cpu:2: 2 x cpu" in done.stderr and "does not fit" not in done.stderr
+    decode = report["programs"][2]
+    assert f"KV cache {decode['kv_cache_bytes'] / 2**30:.2f} GiB per chip" in done.stderr
 
 
 def _rl_config(**rl):
