@@ -108,7 +108,7 @@ def test_rerun_of_a_finished_demo_skips_every_stage(tiny_demo):
     assert after["eval"] == before["eval"] and after["scaling"] == before["scaling"]
 
 
-@pytest.mark.slow  # on the tiny demo's runs
+@pytest.mark.long  # on the tiny demo's runs
 def test_demo_reuses_a_finished_sft_run(tiny_demo, tmp_path):
     workdir, _ = tiny_demo
     done = _demo(tmp_path / "second", f"--config.demo.sft_dir={workdir / 'sft'}", "--config.rl.num_steps=2")

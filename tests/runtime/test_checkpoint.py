@@ -80,7 +80,7 @@ class _Crash(Exception):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pack", [False, True])
+@pytest.mark.parametrize("pack", [False, pytest.param(True, marks=pytest.mark.long)])
 def test_resume_after_crash_gives_identical_state(tmp_path, tiny_config_path, monkeypatch, pack):
     def config(workdir):
         overrides = {"run.workdir": str(workdir), "run.tensorboard": False, "sft.pack": pack}

@@ -30,7 +30,7 @@ def _stop_after_some_steps(args, workdir, sig, log_every=2):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.long)])
 def test_sft_saves_the_step_it_finished_and_resumes_from_it(tmp_path, sig):
     workdir = tmp_path / "sft"
     args = ["sft", "--config", TINY, f"--config.run.workdir={workdir}", "--config.sft.num_steps=400",

@@ -49,6 +49,8 @@ MODEL = {
 }
 # (param_dtype, compute_dtype) pairs against float32's
 BF16_SETTINGS = [("float32", "bfloat16"), ("bfloat16", "bfloat16")]
+# the same settings with float32 weights run with the long tests (bf16 weights are the harder case)
+BF16_SETTINGS_QUICK = [pytest.param("float32", "bfloat16", marks=pytest.mark.long), ("bfloat16", "bfloat16")]
 
 
 def _layout(param_dtype="float32", compute_dtype="float32", **overrides):
@@ -114,7 +116,7 @@ def test_sft_loss_and_gradients_in_bf16_match_float32(param_dtype, compute_dtype
         assert _cosine(np.ravel(np.asarray(g, np.float32)), np.ravel(g32)) > 0.99, g.shape
 
 
-@pytest.mark.parametrize("param_dtype,compute_dtype", BF16_SETTINGS)
+@pytest.mark.parametrize("param_dtype,compute_dtype", BF16_SETTINGS_QUICK)
 def test_sft_step_in_bf16_matches_float32(param_dtype, compute_dtype):
     """The jitted step (gradient accumulation over 2 micro-batches, AdamW, the rounding of the new
     weights): float32 metrics near float32's, float32 moments, weights kept in their dtype."""
@@ -162,7 +164,7 @@ def _rl_batch(layout, params):
     return {k: batch[k] for k in BATCH_KEYS}
 
 
-@pytest.mark.parametrize("param_dtype,compute_dtype", BF16_SETTINGS)
+@pytest.mark.parametrize("param_dtype,compute_dtype", BF16_SETTINGS_QUICK)
 def test_rl_update_step_in_bf16_is_finite_and_near_float32(param_dtype, compute_dtype):
     overrides = {"rl.kl_loss_coef": 0.1, "rl.entropy_coef": 0.01}
     config32, reference = _layout(**overrides)
@@ -186,7 +188,7 @@ def test_rl_update_step_in_bf16_is_finite_and_near_float32(param_dtype, compute_
     assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(param_dtype)}
 
 
-@pytest.mark.parametrize("param_dtype,compute_dtype", [("float32", "float32"), *BF16_SETTINGS])
+@pytest.mark.parametrize("param_dtype,compute_dtype", [("float32", "float32"), *BF16_SETTINGS_QUICK])
 def test_log_probs_are_float32_in_every_path_and_agree(param_dtype, compute_dtype):
     """The sampler's log pi_old, the anchor's scores, the update's log-probs and entropies, the SFT
     and validation losses: float32 whatever the model's dtypes. The sampler (cached decode) and the
@@ -322,7 +324,7 @@ def test_bf16_anchor_moves_toward_the_policy_on_average():
     jax.tree.map(np.testing.assert_array_equal, reset, policy)
 
 
-@pytest.mark.parametrize("moments_dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("moments_dtype", [pytest.param("float32", marks=pytest.mark.long), "bfloat16"])
 def test_a_bf16_checkpoint_restores_as_bf16_exactly(tmp_path, moments_dtype):
     _, layout = _layout("bfloat16", "bfloat16", **{"optim.moments_dtype": moments_dtype})
     state = layout.init(0)
@@ -340,7 +342,7 @@ def test_a_bf16_checkpoint_restores_as_bf16_exactly(tmp_path, moments_dtype):
     assert {x.dtype for x in jax.tree.leaves(restored.params)} == {jnp.dtype(jnp.bfloat16)}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_sft_rl_and_eval_run_in_bf16_end_to_end(tmp_path, t1jax_cli):
     """The tiny config with bfloat16 weights and computation: SFT, RL (every group trained, the
     anchor moved by EMA every step) and eval; finite metrics, bfloat16 checkpoints."""

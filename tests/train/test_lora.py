@@ -153,7 +153,7 @@ def test_lora_rl_raises_the_toy_reward_and_leaves_the_base_alone():
     jax.tree.map(np.testing.assert_array_equal, after, before)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_lora_rl_learns_like_full_rl():
     """Over the same 30 steps LoRA (rank 4, learning rate 1e-2) ends at least as high as full RL
     (3e-3, test_update.py's): 2026-12 figures, last 5 steps' mean reward 0.98 (LoRA) vs 0.73 (full)."""

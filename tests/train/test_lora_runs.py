@@ -115,7 +115,7 @@ def test_load_run_reads_a_lora_run_as_its_merged_model(lora_sft):
     )
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_lora_sft_can_start_from_a_lora_run(lora_sft, tmp_path):
     """sft.init_from a LoRA run: the new run's base is that run's merged model."""
     workdir = tmp_path / "next"

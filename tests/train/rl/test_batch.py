@@ -118,17 +118,25 @@ def test_packed_update_equals_one_sample_per_row(grad_accum, aggregation):
     )
     assert len(packed["tokens"]) < len(unpacked["tokens"])
 
-    # Independent reference: each sample alone through the model, then the objectives' functions.
+    # Independent reference: each sample alone in a row from position 0, then the objectives'
+    # functions (the padding after a sample is causally invisible to it).
     policy = layout.init(0).params
+    sequences = [_sequence(groups, i) for i in range(P * K)]
+    rows = np.zeros((P * K, max(len(t) for t, _, _ in sequences)), np.int32)
+    for i, (tokens, _, _) in enumerate(sequences):
+        rows[i, : len(tokens)] = tokens
+    log_probs = {
+        id(params): np.asarray(jax.nn.log_softmax(forward(layout.model_config, params, rows[:, :-1])[0]))
+        for params in (policy, anchor)
+    }
     logp = np.zeros((P * K, M), np.float32)
     ref = np.zeros((P * K, M), np.float32)
     old = np.zeros((P * K, M), np.float32)
     mask = np.zeros((P * K, M), np.float32)
-    for i in range(P * K):
-        tokens, prompt_len, n = _sequence(groups, i)
+    for i, (tokens, prompt_len, n) in enumerate(sequences):
         for params, out in ((policy, logp), (anchor, ref)):
-            log_probs = jax.nn.log_softmax(forward(layout.model_config, params, tokens[None, :-1])[0][0])
-            out[i, :n] = np.asarray(log_probs)[np.arange(prompt_len - 1, len(tokens) - 1), tokens[prompt_len:]]
+            row = log_probs[id(params)][i]
+            out[i, :n] = row[np.arange(prompt_len - 1, len(tokens) - 1), tokens[prompt_len:]]
         old[i, :n], mask[i, :n] = groups.logprobs[i // K, i % K, :n], 1
     kl_reference = np.sum(np.asarray(token_kl(old, ref, config.rl.kl_estimator)) * mask, axis=-1).reshape(P, K)
     np.testing.assert_allclose(kl_packed, kl_reference, rtol=1e-4, atol=1e-5)

@@ -15,7 +15,7 @@ from cli_runner import cli_command, cli_env, run_cli
 
 from t1jax.runtime.metrics import read_metrics
 
-pytestmark = pytest.mark.slow  # RL runs of the CLI, killed and resumed
+pytestmark = pytest.mark.long  # RL runs of the CLI, killed and resumed
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s", "time_grade", "time_grade_wait")

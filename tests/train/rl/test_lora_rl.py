@@ -19,7 +19,7 @@ from t1jax.runtime.metrics import read_metrics
 from t1jax.runtime.run_dir import load_run
 from t1jax.train.state import layout_from_config
 
-pytestmark = pytest.mark.slow  # RL runs of the CLI
+pytestmark = pytest.mark.long  # RL runs of the CLI
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s", "time_grade", "time_grade_wait")
