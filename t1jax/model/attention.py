@@ -85,16 +85,17 @@ class Attention(nnx.Module):
 
         B, T, N, H = q.shape
         K, S, G = values.shape[1], values.shape[2], N // values.shape[1]
+        q = q * (cfg.query_scale or H**-0.5)
+        if kv is None and prefix is None:
+            out = _causal_attention(q, keys, values, positions_BT, key_pos_BS, segment_ids_BT, window)
+            out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
+            return checkpoint_name(out_BTD, "out_proj"), (keys, values)
         # The G query heads of a kv head and their T positions form one [G*T, H] x [H, S] matmul
         # per (batch, kv head): no repeated keys.
-        q = q * (cfg.query_scale or H**-0.5)
         q_BKQH = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
         scores = jnp.einsum(f"bkqh,{key_spec}->bkqs", q_BKQH, keys.astype(q.dtype), preferred_element_type=jnp.float32)
         scores = scores.reshape(B, K, G, T, S)
-        allowed = _mask(positions_BT, key_pos_BS, window)
-        if segment_ids_BT is not None:
-            allowed &= segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
-        scores = jnp.where(allowed[:, None, None], scores, _MASKED)
+        scores = jnp.where(_mask(positions_BT, key_pos_BS, window)[:, None, None], scores, _MASKED)
         if prefix is None:
             probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype).reshape(B, K, G * T, S)
             out = jnp.einsum("bkqs,bksh->bkqh", probs, values.astype(q.dtype))
@@ -146,6 +147,43 @@ class Attention(nnx.Module):
         own = jnp.einsum("bkqs,bksh->bkqh", own_probs, values_BKSH.astype(q_BKQH.dtype))
         shared = jnp.einsum("pkqs,pksh->pkqh", per_prefix(prefix_probs), values_PKSH.astype(q_BKQH.dtype))
         return own + per_row(shared)
+
+
+CAUSAL_BLOCK = 64  # query positions per block of _causal_attention
+
+
+def _causal_attention(q_BTNH, keys_BKSH, values_BKSH, positions_BT, key_pos_BT, segment_ids_BT, window):
+    """Attention of a pass without a cache, where every token's keys are itself and the tokens
+    before it in its row (the sequences of a packed row each numbered from 0): [B, T, N, H].
+
+    The queries go in blocks of CAUSAL_BLOCK positions, each against the keys up to its last
+    position only, so the blocks above the diagonal, masked anyway, are never computed: at 256
+    positions in 4 blocks, 37.5% of the scores (a training step of the demo model on a CPU:
+    2.19 -> 1.88 s). The mask enters as an additive bias."""
+    B, T, N, H = q_BTNH.shape
+    K = keys_BKSH.shape[1]
+    G = N // K
+    q_BKGTH = q_BTNH.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4)
+    allowed = _mask(positions_BT, key_pos_BT, window)
+    if segment_ids_BT is not None:
+        allowed &= segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
+    bias_BTS = jnp.where(allowed, 0.0, _MASKED).astype(jnp.float32)
+    outs = []
+    for start in range(0, T, CAUSAL_BLOCK):
+        end = min(T, start + CAUSAL_BLOCK)
+        block = end - start
+        # The G query heads of a kv head and the block's positions form one [G*block, H] x [H, end]
+        # matmul per (batch, kv head): no repeated keys.
+        q_BKQH = q_BKGTH[:, :, :, start:end].reshape(B, K, G * block, H)
+        scores = jnp.einsum(
+            "bkqh,bksh->bkqs", q_BKQH, keys_BKSH[:, :, :end].astype(q_BTNH.dtype), preferred_element_type=jnp.float32
+        )
+        scores = scores.reshape(B, K, G, block, end) + bias_BTS[:, None, None, start:end, :end]
+        probs = jax.nn.softmax(scores, axis=-1).astype(q_BTNH.dtype).reshape(B, K, G * block, end)
+        out = jnp.einsum("bkqs,bksh->bkqh", probs, values_BKSH[:, :, :end].astype(q_BTNH.dtype))
+        outs.append(out.reshape(B, K, G, block, H))
+    out_BKGTH = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3)
+    return out_BKGTH.transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
 
 
 def _mask(q_pos_BT, key_pos_BS, window):

@@ -11,6 +11,7 @@ import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from t1jax.errors import ConfigError
+from t1jax.model.attention import CAUSAL_BLOCK, _causal_attention
 from t1jax.model.attention_kernels import attend
 
 N, K, H = 4, 2, 16  # GQA: two query heads per kv head
@@ -101,6 +102,21 @@ def test_each_matches_a_numpy_loop(impl):
     diff = max_rel_diff(run(impl, *qkv(), "packed", 24), numpy_packed_window_24(), rows("packed")[3])
     print(f"{impl} vs numpy, packed window=24: max |diff| / max |out| = {diff:.2e}")
     assert diff < 1e-5
+
+
+@pytest.mark.parametrize("layout,window", [("packed", 24), ("masked", 40), ("masked", 0)])
+def test_the_models_causal_blocks_match_a_numpy_loop(layout, window):
+    """The model's own attention without a cache (model.attention=xla): 200 queries in blocks of
+    64, 64, 64 and 8, each against the keys up to its last position."""
+    assert CAUSAL_BLOCK == 64
+    q, k, v = qkv()
+    positions, key_pos, segments, real = rows(layout)
+    seg = None if segments is None else jnp.asarray(segments)
+    scale = H**-0.5
+    keys, values = (x.transpose(0, 2, 1, 3) for x in (k, v))
+    out = _causal_attention(q * scale, keys, values, jnp.asarray(positions), jnp.asarray(key_pos), seg, window)
+    ref = numpy_attention(q, k, v, positions, key_pos, segments, window, scale)
+    assert max_rel_diff(out, ref, real) < 1e-5
 
 
 @pytest.mark.parametrize("impl", KERNELS)
