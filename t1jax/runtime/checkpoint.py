@@ -164,7 +164,8 @@ class Checkpointer:
         try:
             expected = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is unreadable: {_first_line(e, 200)}") from None
+            reason = _first_line(e, 200)
+            raise CheckpointError(f"step {step} in {self.directory}: {CHECKSUM_FILE} is unreadable: {reason}") from None
         saved = expected.get(item, {})
         for name, sums in array_checksums(restored).items():
             if saved.get(name) != sums:

@@ -112,6 +112,16 @@ def test_an_explicit_step_is_restored_exactly_or_refused(saved, tmp_path):
         assert _same(checkpointer.restore(_abstract(), step=2)[0], 2)
 
 
+@pytest.mark.parametrize("damaged", [b'{\x88state": {}}', b'{"state": {'])
+def test_unreadable_checksums_name_their_step(saved, tmp_path, capfd, damaged):
+    """Checksums that are not UTF-8 or not JSON fail their step, and the warning names it."""
+    directory = _copy(saved, tmp_path)
+    (directory / "3" / CHECKSUM_FILE).write_bytes(damaged)
+    with Checkpointer(str(directory), create=False) as checkpointer:
+        assert _same(checkpointer.restore(_abstract())[0], 2)
+    assert f"step 3 in {directory}: {CHECKSUM_FILE} is unreadable" in capfd.readouterr().err
+
+
 def test_a_step_without_checksums_is_incomplete(saved, tmp_path, capfd):
     """A run killed after Orbax finished a step but before its checksums were written."""
     directory = _copy(saved, tmp_path)
