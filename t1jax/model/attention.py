@@ -69,8 +69,15 @@ class Attention(nnx.Module):
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = rotary(q, positions_BT, inv_freq_F), rotary(k, positions_BT, inv_freq_F)
-        if kv is None and prefix is None and cfg.attention != "xla":
-            return self._kernel(q, k, v, positions_BT, key_pos_BS, segment_ids_BT, window)
+        B, T, N, H = q.shape
+        scale = cfg.query_scale or H**-0.5
+        if kv is None and prefix is None:  # training and scoring: no cache
+            keys, values = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+            if cfg.attention == "xla":
+                out = _causal_attention(q * scale, keys, values, positions_BT, key_pos_BS, segment_ids_BT, window)
+            else:
+                out = self._kernel(q, k, v, positions_BT, key_pos_BS, segment_ids_BT, window, scale)
+            return self._output(out), (keys, values)
         v_BKTH = v.transpose(0, 2, 1, 3)
         if kv is None:
             keys, values, key_spec = k.transpose(0, 2, 1, 3), v_BKTH, "bksh"
@@ -83,13 +90,8 @@ class Attention(nnx.Module):
             values = jax.lax.dynamic_update_slice(kv[1], v_BKTH.astype(kv[1].dtype), (0, 0, index, 0))
             key_spec = "bkhs"
 
-        B, T, N, H = q.shape
         K, S, G = values.shape[1], values.shape[2], N // values.shape[1]
-        q = q * (cfg.query_scale or H**-0.5)
-        if kv is None and prefix is None:
-            out = _causal_attention(q, keys, values, positions_BT, key_pos_BS, segment_ids_BT, window)
-            out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
-            return checkpoint_name(out_BTD, "out_proj"), (keys, values)
+        q = q * scale
         # The G query heads of a kv head and their T positions form one [G*T, H] x [H, S] matmul
         # per (batch, kv head): no repeated keys.
         q_BKQH = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
@@ -101,21 +103,21 @@ class Attention(nnx.Module):
             out = jnp.einsum("bkqs,bksh->bkqh", probs, values.astype(q.dtype))
         else:
             out = self._with_prefix(q_BKQH, scores, values, positions_BT, window, prefix)
-        out = out.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
-        out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
-        return checkpoint_name(out_BTD, "out_proj"), (keys, values)
+        return self._output(out.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)), (keys, values)
 
-    def _kernel(self, q, k, v, positions_BT, key_pos_BT, segment_ids_BT, window):
-        """A pass without a cache through model.attention's kernel (attention_kernels)."""
+    def _output(self, out_BTNH):
+        """The output projection of the heads' attended values."""
+        B, T, N, H = out_BTNH.shape
+        o = self.o[...].astype(out_BTNH.dtype).reshape(N * H, -1)
+        return checkpoint_name((out_BTNH.reshape(B * T, N * H) @ o).reshape(B, T, -1), "out_proj")
+
+    def _kernel(self, q, k, v, positions_BT, key_pos_BT, segment_ids_BT, window, scale):
+        """Attention without a cache through model.attention's kernel (attention_kernels): [B, T, N, H]."""
         cfg = self.config
-        B, T, N, H = q.shape
         windows = tuple(sorted({cfg.window_of_layer(i) for i in range(cfg.num_layers)}))
-        out = attend(
-            q, k, v, positions_BT, key_pos_BT, segment_ids_BT, window, cfg.query_scale or H**-0.5, cfg.attention,
-            window_choices=windows,
-        )  # fmt: skip
-        out_BTD = (out.reshape(B * T, N * H) @ self.o[...].astype(out.dtype).reshape(N * H, -1)).reshape(B, T, -1)
-        return checkpoint_name(out_BTD, "out_proj"), (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
+        return attend(
+            q, k, v, positions_BT, key_pos_BT, segment_ids_BT, window, scale, cfg.attention, window_choices=windows
+        )
 
     def _with_prefix(self, q_BKQH, scores_BKGTS, values_BKSH, positions_BT, window, prefix):
         """One softmax over the shared prefix's keys and the rows' own keys (masked scores

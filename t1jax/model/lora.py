@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from t1jax.config import ModelConfig
 from t1jax.errors import ConfigError
-from t1jax.model.params import abstract_params, logical_axes
+from t1jax.model.params import abstract_params, get_path, logical_axes, paths_and_leaves, set_path
 
 LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_targets")  # what a LoRA run adds to its model
 
@@ -101,7 +101,7 @@ def targets(model_config: ModelConfig) -> tuple[Target, ...]:
                 "which is not a projection from or to the model dimension"
             )
         num_in = 1 if named[0] == "embed" else len(named) - 1
-        found.append(Target(path, at_path(shapes, path).shape, tuple(axes), num_lead, num_in))
+        found.append(Target(path, get_path(shapes, path).shape, tuple(axes), num_lead, num_in))
     if not found:
         shown = ", ".join(names if len(names) <= 6 else [*names[:3], "...", *names[-2:]])
         raise ConfigError(
@@ -122,7 +122,7 @@ def init_adapters(model_config: ModelConfig, seed: int = 0) -> dict:
         for n in t.shape[t.num_lead : t.num_lead + t.num_in]:
             fan_in *= n
         a = jax.random.normal(jax.random.fold_in(key, i), a_shape, jnp.float32) * fan_in**-0.5
-        _set(adapters, t.path, {"a": a.astype(dtype), "b": jnp.zeros(b_shape, dtype)})
+        set_path(adapters, t.path, {"a": a.astype(dtype), "b": jnp.zeros(b_shape, dtype)})
     return adapters
 
 
@@ -135,7 +135,7 @@ def adapter_logical_axes(model_config: ModelConfig) -> dict:
     """The logical axes of every adapter array, in the adapters' nested-dict structure."""
     axes: dict = {}
     for t in targets(model_config):
-        _set(axes, t.path, t.adapter_axes())
+        set_path(axes, t.path, t.adapter_axes())
     return axes
 
 
@@ -150,7 +150,7 @@ def merge(model_config: ModelConfig, base: dict, adapters: dict, dtype=None) -> 
     merged = base
     s = scale(model_config)
     for t in targets(model_config):
-        w, ab = at_path(base, t.path), at_path(adapters, t.path)
+        w, ab = get_path(base, t.path), get_path(adapters, t.path)
         delta = jnp.einsum(
             t.delta_spec(),
             ab["a"].astype(jnp.float32),
@@ -160,27 +160,6 @@ def merge(model_config: ModelConfig, base: dict, adapters: dict, dtype=None) -> 
         value = (w.astype(jnp.float32) + s * delta).astype(dtype or w.dtype)
         merged = _replace(merged, t.path, value)
     return merged
-
-
-def paths_and_leaves(tree: dict, prefix: tuple = ()):
-    """(path, leaf) of a nested dict whose leaves are tuples (logical axes) or arrays."""
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from paths_and_leaves(value, (*prefix, key))
-        else:
-            yield (*prefix, key), value
-
-
-def at_path(tree: dict, path: tuple):
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict, path: tuple, value) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
 
 
 def _replace(tree: dict, path: tuple, value) -> dict:

@@ -89,3 +89,26 @@ def hidden_and_unembedding(
     model = nnx.merge(graphdef, params)
     hidden_BTD, _ = model.hidden_states(tokens_BT, positions_BT, mask_BT, segment_ids_BT=segment_ids_BT)
     return hidden_BTD, model.unembedding()
+
+
+def get_path(tree: dict, path: tuple):
+    """The entry of a nested dict at `path` (a tuple of keys)."""
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def set_path(tree: dict, path: tuple, value) -> None:
+    """Sets the entry at `path`, creating the dicts on the way."""
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def paths_and_leaves(tree: dict, prefix: tuple = ()):
+    """(path, leaf) of every leaf of a nested dict (leaves: anything but a dict)."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from paths_and_leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value

@@ -24,7 +24,6 @@ from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.layout import ParamsLayout, make_params_layout
 
 BASE_DIR = "lora_base"
-CHECKPOINT_DIR = "checkpoints"  # as run_dir.py names it
 
 
 def save_base(run_dir: str | pathlib.Path, params: dict) -> None:
@@ -44,12 +43,12 @@ def read_base(run_dir: str | pathlib.Path, layout: ParamsLayout) -> dict | None:
         return checkpointer.restore_params(layout.abstract_params())
 
 
-def merged_params(run_dir: str | pathlib.Path, saved: ModelConfig, layout, step: int | None, key: str) -> dict:
-    """The parameters of the LoRA run `run_dir`, whose model is `saved`, at `step` (default: the
-    latest): its base with that step's adapters merged in (the policy's, for RL), placed with the
-    shardings of `layout` (a ParamsLayout or a train StateLayout) in its dtype and form (scanned
-    or not). Errors name the config key or flag `key` that pointed at the run."""
-    directory = pathlib.Path(run_dir) / CHECKPOINT_DIR
+def merged_params(run_dir, checkpoints: pathlib.Path, saved: ModelConfig, layout, step: int | None, key: str) -> dict:
+    """The parameters of the LoRA run `run_dir` (its checkpoints in `checkpoints`), whose model
+    is `saved`, at `step` (default: the latest): its base with that step's adapters merged in (the
+    policy's, for RL), placed with the shardings of `layout` (a ParamsLayout or a train
+    StateLayout) in its dtype and form (scanned or not). Errors name the config key or flag `key`
+    that pointed at the run."""
     # read both in the form and dtype the run saved (the checksums are of those bits)
     saved_layout = make_params_layout(lora.base_model(saved), layout.mesh, layout.rules, divisible_only=True)
     base = read_base(run_dir, saved_layout)
@@ -63,10 +62,10 @@ def merged_params(run_dir: str | pathlib.Path, saved: ModelConfig, layout, step:
         shapes, lora.adapter_logical_axes(saved), layout.rules, layout.mesh, divisible_only=True
     )
     target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
-    with Checkpointer(str(directory), create=False) as checkpointer:
+    with Checkpointer(str(checkpoints), create=False) as checkpointer:
         adapters = checkpointer.restore_params(target, step)
     if adapters is None:
-        raise CheckpointError(f"{key}={run_dir}: no checkpoint in {directory}")
+        raise CheckpointError(f"{key}={run_dir}: no checkpoint in {checkpoints}")
     wanted = layout.abstract_params()
     change_form = saved.scans_layers != layout.model_config.scans_layers
 

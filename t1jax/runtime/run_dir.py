@@ -146,7 +146,7 @@ def load_params(run_dir: str | pathlib.Path, layout, step: int | None = None, ke
     directory = check_run_dir(run_dir, key)
     saved = run_model_config(run_dir, layout.model_config)
     if lora.enabled(saved):
-        return merged_params(run_dir, saved, layout, step, key)
+        return merged_params(run_dir, directory, saved, layout, step, key)
     wanted = layout.abstract_params()
     # read in the form and dtype the run saved (its checksums are of those bits), then convert: a
     # run may start from another's weights with another model.param_dtype or model.scan_layers

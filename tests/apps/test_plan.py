@@ -1,9 +1,11 @@
 """`t1jax plan`: the memory it reports is what XLA's memory analysis gives for the same programs
-compiled here independently; the verdict and its knobs; topologies named wrongly are one line."""
+compiled here independently (with LoRA too, and less than full fine-tuning's); the verdict and
+its knobs; topologies named wrongly are one line."""
 
 import importlib.util
 import json
 import logging
+import math
 import sys
 
 import jax
@@ -18,6 +20,7 @@ from t1jax.apps.plan_programs import rl_update_rows
 from t1jax.apps.topology import GIB, parse_topology
 from t1jax.config import ModelConfig
 from t1jax.errors import ConfigError
+from t1jax.model import lora
 from t1jax.train.optimizer import learning_rate_schedule
 from t1jax.train.rl.update import BATCH_KEYS, make_update_step
 from t1jax.train.sft_step import make_sft_step
@@ -238,3 +241,63 @@ def test_tpu_topology_compiles_with_libtpu(small_config):
     for p in report["programs"]:
         assert p["fits"] and p["flops_per_chip"] > 0
         assert p["time_at_mfu_s"] == pytest.approx(p["flops_per_chip"] / (459e12 * 0.4))
+
+
+LORA = {"model.lora_rank": 2, "model.lora_alpha": 4.0}
+
+
+@pytest.fixture(scope="module")
+def lora_config(small_config):
+    return config_lib.with_overrides(small_config, LORA)
+
+
+@pytest.fixture(scope="module")
+def lora_plan(lora_config):
+    """With LoRA the steps train the adapters and take the base as an argument of its own."""
+    return run_plan(lora_config, "cpu:4", hbm_gib=1.0)
+
+
+def test_the_lora_steps_are_planned_as_they_compile(lora_plan, lora_config):
+    """The LoRA SFT step and RL update, built as `t1jax sft` and `t1jax rl` build them (state of
+    adapters, base, batch), compile to the memory the plan reports."""
+    c, programs = lora_config, _programs(lora_plan)
+    devices = jax.devices()[:4]
+    layout = layout_from_config(c, c.sft.num_steps, devices)
+    assert layout.lora
+    sharding = parallel.batch_sharding(layout.mesh, layout.rules)
+    batch = {k: jax.ShapeDtypeStruct((8, 33), jnp.int32, sharding=sharding) for k in ("tokens", "loss_mask")}
+    step = make_sft_step(layout, learning_rate_schedule(c.optim, c.sft.num_steps), 1, c.optim.logits_chunk_tokens)
+    args = (layout.abstract_state(), layout.abstract_params(), batch)
+    assert _reported(programs["sft_step"]) == _compiled_memory(step, *args)
+
+    rl_config = config_lib.with_overrides(c, {"optim.learning_rate": c.rl.learning_rate})
+    layout = layout_from_config(rl_config, c.rl.num_steps, devices)
+    dtypes = {"tokens": jnp.int32, "positions": jnp.int32, "segment_ids": jnp.int32, "response": jnp.bool_}
+    batch = {k: jax.ShapeDtypeStruct((16, 24), dtypes.get(k, jnp.float32), sharding=sharding) for k in BATCH_KEYS}
+    step = make_update_step(layout, c.rl, 1, c.optim.logits_chunk_tokens)
+    args = (layout.abstract_state(), layout.abstract_params(), batch)
+    assert _reported(programs["rl_update"]) == _compiled_memory(step, *args)
+
+
+def test_lora_holds_less_than_full_fine_tuning(plan, lora_plan, lora_config):
+    """The steps' arguments: full fine-tuning's are the params and Adam's two moments of each,
+    LoRA's the base and three copies of the adapters (them and their moments), so the difference
+    per device is 2 x params - 3 x adapters, the params a quarter (4 fsdp devices) but the norms
+    (replicated: mesh.rules.norm is "") whole; the anchor the update holds besides is adapters."""
+    full, with_lora, c = _programs(plan), _programs(lora_plan), lora_config
+    layout = layout_from_config(c, 1, jax.devices()[:4])
+    cfg = layout.model_config
+    norms = (2 * cfg.num_layers + 1) * cfg.d_model
+    params = (cfg.num_params() - norms) * 4 // 4 + norms * 4
+    # a and b of a weight: the side of the model dimension (embed) sharded 4 ways, the other side
+    # (heads, mlp: on the tensor axis of 1) whole
+    d, r = cfg.d_model, cfg.lora_rank
+    adapters = sum(r * (d // 4 + math.prod(t.shape) // d) for t in lora.targets(cfg)) * 4
+    for name in ("sft_step", "rl_update"):
+        saved = full[name]["arguments_bytes"] - with_lora[name]["arguments_bytes"]
+        assert saved == 2 * params - 3 * adapters, name
+        assert with_lora[name]["total_bytes"] < full[name]["total_bytes"]
+    assert with_lora["rl_update"]["resident_bytes"] == adapters
+    assert "adapters" in with_lora["rl_update"]["resident"]
+    # while sampling: the merged weights are the argument, the base and the adapters stay besides
+    assert with_lora["decode_step"]["arguments_bytes"] == full["decode_step"]["arguments_bytes"]

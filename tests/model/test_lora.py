@@ -11,6 +11,7 @@ import pytest
 
 from t1jax.errors import ConfigError
 from t1jax.model import ModelConfig, forward, init_params, lora, stack_layers
+from t1jax.model.params import get_path, paths_and_leaves
 
 SMALL = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=48, qkv_bias=True)
 KINDS = ("attention.q", "attention.k", "attention.v", "attention.o", "mlp.gate", "mlp.up", "mlp.down")
@@ -81,15 +82,15 @@ def test_merge_matches_numpy_for_every_kind_of_weight(scan):
     names = set()
     for t in lora.targets(config):
         names.add(t.path[-1])
-        w, ab = lora.at_path(base, t.path), lora.at_path(adapters, t.path)
+        w, ab = get_path(base, t.path), get_path(adapters, t.path)
         expected = _numpy_merge(w, ab["a"], ab["b"], 6.0 / 4, t.num_lead, t.num_in)
-        np.testing.assert_allclose(lora.at_path(merged, t.path), expected, rtol=1e-5, atol=1e-5, err_msg=t.name)
+        np.testing.assert_allclose(get_path(merged, t.path), expected, rtol=1e-5, atol=1e-5, err_msg=t.name)
     assert names == {"q", "k", "v", "o", "gate", "up", "down", "unembed"}
     # every other weight is the base's own, bit for bit
     targeted = {t.path for t in lora.targets(config)}
-    for path, w in lora.paths_and_leaves(base):
+    for path, w in paths_and_leaves(base):
         if path not in targeted:
-            np.testing.assert_array_equal(lora.at_path(merged, path), w)
+            np.testing.assert_array_equal(get_path(merged, path), w)
 
 
 def test_stacked_adapters_merge_as_the_layers_do_one_by_one():

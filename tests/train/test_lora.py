@@ -11,6 +11,7 @@ from small_model import SMALL_MODEL, mesh_overrides
 from t1jax import config as config_lib
 from t1jax.errors import ConfigError
 from t1jax.model import ModelConfig, init_params, lora
+from t1jax.model.params import get_path
 from t1jax.sampling import Sample, Sampler
 from t1jax.train.objectives import rloo_advantages
 from t1jax.train.rl.batch import build_batch, loss_weights, row_length
@@ -63,8 +64,8 @@ def test_adapter_gradients_are_the_chain_rule_of_the_weights_gradients():
     adapter_grads = jax.grad(lambda ad: loss(lora.merge(cfg, base, ad)))(adapters)
     s = cfg.lora_alpha / cfg.lora_rank
     for t in lora.targets(cfg):
-        dw = np.asarray(lora.at_path(weight_grads, t.path), np.float64)
-        ab, grads = lora.at_path(adapters, t.path), lora.at_path(adapter_grads, t.path)
+        dw = np.asarray(get_path(weight_grads, t.path), np.float64)
+        ab, grads = get_path(adapters, t.path), get_path(adapter_grads, t.path)
         a = np.asarray(ab["a"], np.float64).reshape(-1, cfg.lora_rank)
         b = np.asarray(ab["b"], np.float64).reshape(cfg.lora_rank, -1)
         dw = dw.reshape(a.shape[0], b.shape[1])

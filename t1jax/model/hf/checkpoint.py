@@ -15,9 +15,9 @@ from t1jax import parallel
 from t1jax.config import ModelConfig, base_config
 from t1jax.errors import CheckpointError
 from t1jax.model.hf.config import HFConfig, hf_config_for, model_config_from_hf, parse_hf_config
-from t1jax.model.hf.names import Tensor, get_path, set_path, tensors
+from t1jax.model.hf.names import Tensor, tensors
 from t1jax.model.hf.safetensors_io import SafetensorsReader, write_sharded
-from t1jax.model.params import abstract_params, logical_axes
+from t1jax.model.params import abstract_params, get_path, logical_axes, set_path
 
 CONFIG_FILE = "config.json"
 # Where the text model's tensors sit: Llama / Qwen2 / Gemma 3 text; Gemma 3 (multimodal) as

@@ -114,15 +114,3 @@ def tensors(config: ModelConfig, family: str, prefix: str = "model.", head_key: 
     if not config.tie_embeddings:
         out.append(Tensor(("unembed",), head_key, TRANSPOSE))
     return out
-
-
-def get_path(tree: dict, path: tuple):
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def set_path(tree: dict, path: tuple, value) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value

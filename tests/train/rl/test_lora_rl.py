@@ -9,41 +9,23 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import rl_args, rl_metric_stream, run_cli
 
 from t1jax import config as config_lib
 from t1jax.model import lora
 from t1jax.runtime.checkpoint import Checkpointer
 from t1jax.runtime.lora_run import read_base
-from t1jax.runtime.metrics import read_metrics
 from t1jax.runtime.run_dir import load_run
 from t1jax.train.state import layout_from_config
 
 pytestmark = pytest.mark.long  # RL runs of the CLI
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s", "time_grade", "time_grade_wait")
 LORA = ("--config.model.lora_rank=4", "--config.model.lora_alpha=8", "--config.rl.learning_rate=1e-3")
 
 
 def _args(workdir, sft_dir, steps=4):
-    return [
-        "rl",
-        "--config",
-        ROOT / "configs" / "tiny.py",
-        f"--config.run.workdir={workdir}",
-        f"--config.rl.init_from={sft_dir}",
-        f"--config.rl.num_steps={steps}",
-        "--config.rl.filter_zero_variance=false",
-        "--config.checkpoint.save_every=2",
-        "--config.checkpoint.async_save=false",
-        *LORA,
-    ]
-
-
-def _stream(workdir):
-    by_step = {r["step"]: r for r in read_metrics(str(workdir / "metrics.jsonl"))}
-    return [{k: v for k, v in by_step[s].items() if k not in TIMING} for s in sorted(by_step)]
+    return rl_args("tiny.py", workdir, sft_dir, steps, *LORA)
 
 
 def _checkpoint(workdir, layout, step):
@@ -69,7 +51,7 @@ def test_lora_rl_keeps_its_base_resumes_and_reads_back_merged(tmp_path, sft_dir)
     shutil.rmtree(cut / "checkpoints" / "4")  # killed after step 2's checkpoint
     resumed = json.loads(run_cli(*_args(cut, sft_dir), devices=2, check=True).stdout)
     assert resumed["start_step"] == 2
-    assert _stream(cut) == _stream(full)
+    assert rl_metric_stream(cut) == rl_metric_stream(full)
     jax.tree.map(np.testing.assert_array_equal, _checkpoint(cut, layout, 4), _checkpoint(full, layout, 4))
 
     policy = _checkpoint(full, layout, 4)["policy"].params

@@ -9,14 +9,13 @@ import subprocess
 import time
 
 import pytest
-from cli_runner import cli_command, cli_env, run_cli
+from cli_runner import cli_command, cli_env, rl_args, rl_metric_stream, run_cli
 
 from t1jax.runtime.metrics import read_metrics
 
 pytestmark = pytest.mark.slow  # RL runs of the CLI, killed and resumed
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-TIMING = ("time_sample_grade", "time_update", "sampled_tokens_per_s", "time_grade", "time_grade_wait")
 GOOD = 10
 
 
@@ -33,24 +32,7 @@ def _math_file(path):
 
 
 def _args(workdir, sft_dir, data, steps=6):
-    return [
-        "rl",
-        "--config",
-        ROOT / "configs" / "tiny_math.py",
-        f"--config.run.workdir={workdir}",
-        f"--config.rl.init_from={sft_dir}",
-        f"--config.rl.data_path={data}",
-        f"--config.rl.num_steps={steps}",
-        "--config.rl.filter_zero_variance=false",
-        "--config.checkpoint.save_every=2",
-        "--config.checkpoint.async_save=false",
-    ]
-
-
-def _stream(workdir):
-    """The last record of every step, without timings (a killed run may have logged a step it then redid)."""
-    by_step = {r["step"]: r for r in read_metrics(str(workdir / "metrics.jsonl"))}
-    return [{k: v for k, v in by_step[s].items() if k not in TIMING} for s in sorted(by_step)]
+    return rl_args("tiny_math.py", workdir, sft_dir, steps, f"--config.rl.data_path={data}")
 
 
 def test_math_rl_grades_reports_and_resumes_after_kill(tmp_path, sft_dir):
@@ -94,4 +76,4 @@ def test_math_rl_grades_reports_and_resumes_after_kill(tmp_path, sft_dir):
     resumed = run_cli(*_args(killed_dir, sft_dir, data), devices=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["start_step"] >= 2
-    assert _stream(killed_dir) == _stream(tmp_path / "full")
+    assert rl_metric_stream(killed_dir) == rl_metric_stream(tmp_path / "full")
