@@ -7,7 +7,9 @@ and the responses of K traces (cut at the demo's 128 new tokens), so the lengths
 the traces the SFT model learns to write. Sampling is not measured (it does not change).
 
 Every batch is run once to compile its shapes, then the same batches are timed; the packed
-update compiles once per distinct row count, reported as `row_counts`.
+update compiles once per distinct row count, reported as `row_counts`. Each run uses the default
+automatic micro-batches (rl.grad_accum_steps = 0: on a CPU, ~2k tokens per device each); one
+more packed run takes each batch whole (rl.grad_accum_steps = 1) for comparison.
 
 Run:  python benchmarks/rl_packing.py [--batches 10]
 Prints one JSON object on stdout.
@@ -98,6 +100,7 @@ def measure(config, groups: list[RolloutGroups]) -> dict:
     return {
         "pack": bool(config.rl.pack),
         "pack_factor": config.rl.pack_factor if config.rl.pack else None,
+        "grad_accum_steps": config.rl.grad_accum_steps,
         "rows": sorted(row_counts),
         "row_len": sorted({row_length(g) * (config.rl.pack_factor if config.rl.pack else 1) for g in groups}),
         "row_fill": float(np.mean(fill)),
@@ -119,12 +122,13 @@ def main():
         r = config.rl
         groups = trace_groups(data, r.prompts_per_step, r.sampling.num_samples, r.sampling.max_new_tokens, args.batches)
         runs = []
-        for factor in [0] + [int(f) for f in args.pack_factors.split(",")]:
-            pack = factor > 0
+        factors = [(0, 0)] + [(int(f), 0) for f in args.pack_factors.split(",")] + [(1, 1)]
+        for factor, grad_accum in factors:
             overrides = {
                 "rl.pack_factor": max(factor, 1),
-                "rl.pack": pack,
-                "run.workdir": f"{workdir}/{factor}",
+                "rl.pack": factor > 0,
+                "rl.grad_accum_steps": grad_accum,
+                "run.workdir": f"{workdir}/{len(runs)}",
                 "sft.tokenizer_path": f"{workdir}/tokenizer.model",
             }
             runs.append(measure(with_overrides(config, overrides), groups))

@@ -32,9 +32,10 @@ from t1jax.config import MESH_AXES, with_overrides
 from t1jax.errors import ConfigError
 from t1jax.sampling import bucket, stage_ends, strategy_for
 from t1jax.sampling.strategies import choose_with_uniforms
+from t1jax.train.micro_batches import mesh_platform
 from t1jax.train.optimizer import learning_rate_schedule
-from t1jax.train.rl.update import BATCH_KEYS, make_update_step
-from t1jax.train.sft_step import make_sft_step
+from t1jax.train.rl.update import BATCH_KEYS, make_update_step, update_micro_batches
+from t1jax.train.sft_step import make_sft_step, micro_batch_count
 from t1jax.train.state import StateLayout, make_layout, model_params, optimizer_from_config
 
 
@@ -103,18 +104,19 @@ def sft_program(config, mesh: Mesh) -> Program:
     s = config.sft
     layout = state_layout(config, mesh, s.num_steps)
     shards = parallel.batch_shards(mesh, layout.rules)
-    micro = _micro_rows(s.batch_size, s.grad_accum_steps, shards, "sft.grad_accum_steps", "sft.batch_size")
+    accum = micro_batch_count(s, mesh, layout.rules)
+    micro = _micro_rows(s.batch_size, accum, shards, "sft.grad_accum_steps", "sft.batch_size")
     keys = ("tokens", "loss_mask") + (("segment_ids", "positions") if s.pack else ())
     batch = _batch(layout, dict.fromkeys(keys, jnp.int32), s.batch_size, s.seq_len + 1)
     schedule = learning_rate_schedule(config.optim, s.num_steps)
-    step = make_sft_step(layout, schedule, s.grad_accum_steps, config.optim.logits_chunk_tokens)
+    step = make_sft_step(layout, schedule, accum, config.optim.logits_chunk_tokens)
     tokens = s.batch_size * s.seq_len
     return Program(
         name="sft_step",
         jitted=step,
         args=step_args(layout, batch),
-        shape=f"{s.batch_size} rows x {s.seq_len + 1} tokens, {s.grad_accum_steps} micro-batches",
-        loop_trips=s.grad_accum_steps,
+        shape=f"{s.batch_size} rows x {s.seq_len + 1} tokens, {accum} micro-batches",
+        loop_trips=accum,
         model_flops=tokens * layout.model_config.flops_per_token(s.seq_len),
         resident_bytes=0,
         resident="",
@@ -137,7 +139,7 @@ def rl_update_rows(config, shards: int) -> tuple[int, int]:
     response (rl.batch.pack's row counts, divided among rl.minibatches)."""
     r = config.rl
     capacity = r.prompts_per_step * (r.keep_per_prompt or r.sampling.num_samples)
-    multiple = r.minibatches * r.grad_accum_steps * shards
+    multiple = r.minibatches * max(1, r.grad_accum_steps) * shards
     length = bucket(config.sampling.max_prompt_len) + r.sampling.max_new_tokens
     if r.pack:
         multiple *= max(1, capacity // (8 * multiple))
@@ -150,20 +152,21 @@ def rl_update_program(config, mesh: Mesh) -> Program:
     layout = rl_layout(config, mesh)
     shards = parallel.batch_shards(mesh, layout.rules)
     rows, length = rl_update_rows(config, shards)
+    accum = update_micro_batches(r.grad_accum_steps, mesh_platform(mesh), rows // shards, length)
     dtypes = {"tokens": jnp.int32, "positions": jnp.int32, "segment_ids": jnp.int32, "response": jnp.bool_}
     batch = _batch(layout, {k: dtypes.get(k, jnp.float32) for k in BATCH_KEYS}, rows, length)
-    step = make_update_step(layout, r, r.grad_accum_steps, config.optim.logits_chunk_tokens)
+    step = make_update_step(layout, r, accum, config.optim.logits_chunk_tokens)
     anchor = layout.abstract_trained()  # a copy of the params, or with LoRA of the adapters
     return Program(
         name="rl_update",
         jitted=step,
         args=step_args(layout, batch),
-        shape=f"{rows} rows x {length} tokens, {r.grad_accum_steps} micro-batches",
-        loop_trips=r.grad_accum_steps,
+        shape=f"{rows} rows x {length} tokens, {accum} micro-batches",
+        loop_trips=accum,
         model_flops=rows * (length - 1) * layout.model_config.flops_per_token(length - 1),
         resident_bytes=device_bytes(anchor),
         resident="the anchor's adapters" if layout.lora else "the anchor's parameters",
-        micro_rows=rows // r.grad_accum_steps // shards,
+        micro_rows=rows // accum // shards,
         accum_key="rl.grad_accum_steps",
         length_key="rl.sampling.max_new_tokens",
     )

@@ -83,7 +83,9 @@ def sft_section() -> ml_collections.ConfigDict:
     # Pack several whole examples into each row (each attends only to itself): the same examples
     # in fewer rows. A row then holds ~1.5 of the demo's traces (mean 83 of 145 tokens), 88% full.
     s.pack = False
-    s.grad_accum_steps = 1  # micro-batches per step (batch_size must divide evenly)
+    # Micro-batches per step, their gradients summed (batch_size must divide evenly); 0: automatic,
+    # on a CPU micro-batches of at most 2k tokens per device (cache-sized), elsewhere the whole batch.
+    s.grad_accum_steps = 0
     s.num_steps = 200
     s.eval_fraction = 0.05  # held out for the validation loss (built-in task: its validation split)
     s.eval_every = 50
@@ -102,8 +104,9 @@ def check_sft(config) -> None:
     require(s.seq_len > 1 and s.num_steps > 0, "sft.seq_len must be > 1 and sft.num_steps > 0")
     require(s.batch_size > 0, f"sft.batch_size must be positive, got {s.batch_size}")
     require(s.num_builtin_examples > 0, f"sft.num_builtin_examples must be positive, got {s.num_builtin_examples}")
+    require(s.grad_accum_steps >= 0, f"sft.grad_accum_steps must be >= 0 (0: automatic), got {s.grad_accum_steps}")
     require(
-        s.grad_accum_steps > 0 and s.batch_size % s.grad_accum_steps == 0,
+        s.grad_accum_steps == 0 or s.batch_size % s.grad_accum_steps == 0,
         f"sft.batch_size ({s.batch_size}) must be divisible by sft.grad_accum_steps ({s.grad_accum_steps})",
     )
     require(0 <= s.eval_fraction < 1, f"sft.eval_fraction must be in [0, 1), got {s.eval_fraction}")
@@ -144,7 +147,7 @@ def rl_section() -> ml_collections.ConfigDict:
     rl.learning_rate = 1e-4
     rl.warmup_steps = 5
     rl.trainable = ""  # regex over parameter names: RL updates only those (optim.trainable for RL); "": all
-    rl.grad_accum_steps = 1
+    rl.grad_accum_steps = 0  # micro-batches per update; 0: automatic, as sft.grad_accum_steps
     rl.num_passes = 1  # optimizer passes over each batch (> 1: PPO-style clipping matters)
     rl.minibatches = 1  # optimizer updates per pass
     rl.clip_low = 0.2
@@ -195,8 +198,9 @@ def check_rl(config) -> None:
         f"rl.aggregation must be 'token_mean' or 'seq_mean', got {r.aggregation!r}",
     )
     require(0 <= r.anchor_mu <= 1, f"rl.anchor_mu must be in [0, 1], got {r.anchor_mu}")
-    for key in ("num_steps", "num_prompts", "num_passes", "grad_accum_steps", "pack_factor"):
+    for key in ("num_steps", "num_prompts", "num_passes", "pack_factor"):
         require(r[key] >= 1, f"rl.{key} must be >= 1, got {r[key]}")
+    require(r.grad_accum_steps >= 0, f"rl.grad_accum_steps must be >= 0 (0: automatic), got {r.grad_accum_steps}")
     require(r.anchor_every >= 0 and r.max_refill_rounds >= 0, "rl.anchor_every and rl.max_refill_rounds must be >= 0")
     require_regex("rl.trainable", r.trainable)
     require(

@@ -40,7 +40,7 @@ from t1jax.runtime.run_dir import (
 from t1jax.train.frozen_base import frozen_base
 from t1jax.train.guards import check_finite
 from t1jax.train.optimizer import learning_rate_schedule
-from t1jax.train.sft_step import make_eval_loss, make_sft_step
+from t1jax.train.sft_step import make_eval_loss, make_sft_step, micro_batch_count
 from t1jax.train.state import frozen_args, layout_from_config
 
 
@@ -124,7 +124,7 @@ def run_sft(config) -> dict:
 
     layout = layout_from_config(config, s.num_steps)
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
-    _check_batch_divides(s, layout.mesh, layout.rules)
+    micro_batches = micro_batch_count(s, layout.mesh, layout.rules)
 
     batches = iter(
         batch_stream(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count(), pack=s.pack)
@@ -146,7 +146,7 @@ def run_sft(config) -> dict:
 
     chunk = config.optim.logits_chunk_tokens
     frozen = frozen_args(base)
-    train_step = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), s.grad_accum_steps, chunk)
+    train_step = make_sft_step(layout, learning_rate_schedule(config.optim, s.num_steps), micro_batches, chunk)
     eval_loss = make_eval_loss(layout, chunk)
 
     def step_fn(state, batch):
@@ -267,14 +267,3 @@ def _local_rows(batch: dict) -> dict:
     n, i = jax.process_count(), jax.process_index()
     rows = len(batch["tokens"]) // n
     return {k: np.ascontiguousarray(v[i * rows : (i + 1) * rows]) for k, v in batch.items()}
-
-
-def _check_batch_divides(sft_config, mesh, rules) -> None:
-    shards = parallel.batch_shards(mesh, rules)
-    micro = sft_config.batch_size // sft_config.grad_accum_steps
-    if micro % shards:
-        raise ConfigError(
-            f"the micro-batch (sft.batch_size {sft_config.batch_size} / sft.grad_accum_steps "
-            f"{sft_config.grad_accum_steps} = {micro}) must be divisible by the {shards} batch shards "
-            f"of the mesh {dict(mesh.shape)}"
-        )

@@ -61,6 +61,7 @@ def test_bad_overrides_name_the_key(override, expected):
             {"sft.batch_size": 10, "sft.grad_accum_steps": 3},
             "batch_size (10) must be divisible by sft.grad_accum_steps (3)",
         ),
+        ({"sft.grad_accum_steps": -1}, "sft.grad_accum_steps must be >= 0 (0: automatic), got -1"),
         ({"model.compute_dtype": "float8"}, "model.compute_dtype must be one of"),
         ({"eval.budgets": "8,x"}, "eval.budgets must be comma-separated token counts"),
         ({"eval.budgets": "16,8"}, "eval.budgets must be distinct positive increasing"),

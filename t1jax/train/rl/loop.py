@@ -155,9 +155,10 @@ class RLRun:
             garbage_ids=self.tokenizer.garbage_ids(),
             max_garbage_fraction=r.garbage_fraction,
         )
-        # Rows of an update split evenly into minibatches, micro-batches and batch shards.
+        # Rows of an update split evenly into minibatches, micro-batches and batch shards (an
+        # automatic micro-batch count, rl.grad_accum_steps = 0, divides whatever rows come).
         shards = parallel.batch_shards(self.layout.mesh, self.layout.rules)
-        self.row_multiple = r.minibatches * r.grad_accum_steps * shards
+        self.row_multiple = r.minibatches * max(1, r.grad_accum_steps) * shards
         chunk = config.optim.logits_chunk_tokens
         self.score = make_score_fn(self.layout, chunk)
         self.batch_sharding = parallel.batch_sharding(self.layout.mesh, self.layout.rules)
