@@ -48,7 +48,7 @@ def test_sft_saves_the_step_it_finished_and_resumes_from_it(tmp_path, sig):
     assert steps == list(range(1, stopped_at + 3))
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the SFT run above covers the signal handling; this one the RL loop's save
 def test_rl_saves_the_step_it_finished_and_resumes_from_it(tmp_path):
     sft = tmp_path / "sft"
     run_cli("sft", "--config", TINY, f"--config.run.workdir={sft}", "--config.sft.num_steps=2", devices=2, check=True)

@@ -1,6 +1,7 @@
 """RL on a math JSONL end to end (configs/tiny_math.py, the CLI): the symbolic grader rewards the
 samples, bad rows are counted at start and in the summary, grading time and timeouts are in
-metrics.jsonl, and a run killed with SIGKILL resumes and repeats the uninterrupted run's metrics."""
+metrics.jsonl, and (a long test) a run killed with SIGKILL resumes and repeats the uninterrupted
+run's metrics."""
 
 import json
 import pathlib
@@ -13,7 +14,7 @@ from cli_runner import cli_command, cli_env, rl_args, rl_metric_stream, run_cli
 
 from t1jax.runtime.metrics import read_metrics
 
-pytestmark = pytest.mark.slow  # RL runs of the CLI, killed and resumed
+pytestmark = pytest.mark.slow  # RL runs of the CLI
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 GOOD = 10
@@ -35,7 +36,7 @@ def _args(workdir, sft_dir, data, steps=6):
     return rl_args("tiny_math.py", workdir, sft_dir, steps, f"--config.rl.data_path={data}")
 
 
-def test_math_rl_grades_reports_and_resumes_after_kill(tmp_path, sft_dir):
+def test_math_rl_grades_and_reports(tmp_path, sft_dir):
     data = _math_file(tmp_path / "train.jsonl")
     full = run_cli(*_args(tmp_path / "full", sft_dir, data), devices=2)
     assert full.returncode == 0, full.stderr[-3000:]
@@ -62,6 +63,12 @@ def test_math_rl_grades_reports_and_resumes_after_kill(tmp_path, sft_dir):
         assert r["time_grade"] > 0 and 0 <= r["time_grade_wait"] <= r["time_sample_grade"]
         assert r["grade_timeouts"] == 0 and r["grade_errors"] == 0 and 0 <= r["grade_no_answer"] <= samples
 
+
+@pytest.mark.long  # two more RL runs of the CLI, one killed
+def test_math_rl_resumes_after_kill_as_if_uninterrupted(tmp_path, sft_dir):
+    data = _math_file(tmp_path / "train.jsonl")
+    full = run_cli(*_args(tmp_path / "full", sft_dir, data), devices=2)
+    assert full.returncode == 0, full.stderr[-3000:]
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(
         cli_command(*_args(killed_dir, sft_dir, data)), env=cli_env(2), cwd=ROOT,
