@@ -1,7 +1,9 @@
 """Llama 3.1 8B (meta-llama/Llama-3.1-8B-Instruct's architecture, with its RoPE scaling) for T1
 at pod scale: SFT on 8k-token traces, RL on 16 prompts x 16 samples of up to 8k tokens. Whether
 it fits a slice:
-    t1jax plan --config configs/llama3_1_8b.py --topology v5p-8
+    t1jax plan --config configs/llama3_1_8b.py --topology v5p-16
+(On a v5p-8 the sampler's cache, 64.5 GiB per chip at 16 x 16 rows of 9k tokens, leaves the decode
+step 2.4 GiB over: there, fewer samples or shorter responses.)
 Weights: `t1jax import <its Hugging Face directory> --out DIR`, then rl.init_from=DIR."""
 
 from t1jax.config import base_config
@@ -22,9 +24,9 @@ def get_config():
     c.data.prompt_format = "chat"
     c.optim.learning_rate = 1e-5
     c.sampling.max_prompt_len = 1024
-    c.sft.seq_len, c.sft.batch_size, c.sft.grad_accum_steps = 8192, 32, 8
+    c.sft.seq_len, c.sft.batch_size, c.sft.grad_accum_steps = 8192, 32, 4
     r = c.rl
     r.prompts_per_step, r.sampling.num_samples, r.sampling.max_new_tokens = 16, 16, 8192
-    r.learning_rate, r.minibatches, r.grad_accum_steps = 1e-6, 4, 16  # 1 row per chip of a v5p-8
+    r.learning_rate, r.minibatches, r.grad_accum_steps = 1e-6, 4, 8  # 1 row per chip of a v5p-16
     c.run.workdir = "runs/llama3_1_8b"
     return c

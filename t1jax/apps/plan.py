@@ -145,9 +145,13 @@ def advice(program: Program, mem: dict, config, target: Target) -> list[str]:
     tensor = 2 * mesh.tensor
     more_tensor = m.num_heads % tensor == 0 and m.num_kv_heads % tensor == 0
     if program.name == "decode_step":
-        tips = ["fewer rows per sampler call: a smaller rl.prompts_per_step or rl.sampling.num_samples"]
-        if more_tensor:
-            tips.append(f"mesh.tensor={tensor} (now {mesh.tensor}): shards the cache's kv heads over more chips")
+        # The cache is split over every chip already (rows over data x fsdp, kv heads over
+        # tensor): another mesh shape on the same slice leaves its share per chip unchanged.
+        tips = [
+            "fewer rows per sampler call: a smaller rl.prompts_per_step or rl.sampling.num_samples",
+            "shorter responses: rl.sampling.max_new_tokens",
+            "a slice with more chips: the cache is split over all of them",
+        ]
         if m.compute_dtype == "float32":
             tips.append("a bf16 cache: model.compute_dtype=bfloat16")
         return tips

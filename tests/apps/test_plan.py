@@ -131,6 +131,10 @@ def test_does_not_fit_says_by_how_much_and_what_to_turn(plan):
         assert f"{p['name']} does not fit: {over / GIB:.2f} GiB over; turn: {p['advice'][0]}" in table
     # SFT micro-batches of 8 rows / 4 shards = 2 rows per shard: halving them is a knob
     assert "sft.grad_accum_steps=2 (1 row per batch shard)" in " ".join(_programs(plan)["sft_step"]["advice"])
+    # the cache is split over all 4 chips whatever the mesh's shape: only fewer rows, shorter
+    # responses or more chips shrink its share
+    decode_advice = " ".join(_programs(plan)["decode_step"]["advice"])
+    assert "mesh.tensor" not in decode_advice and "a slice with more chips" in decode_advice
 
 
 @pytest.mark.parametrize(
