@@ -2,10 +2,11 @@
 to t1jax (sft.grad_accum_steps or rl.grad_accum_steps = 0).
 
 On a CPU, micro-batches of about CPU_MICRO_BATCH_TOKENS tokens per device keep a layer's
-activations in the caches, where a whole batch streams them through memory: the demo model's
-SFT step at 32 x 256 tokens on 2 cores runs ~1.3x faster in 4 micro-batches than in one, and
-its RL update at 80 rows x 160 tokens ~1.25x faster in 8 (benchmarks/train_step.py,
-benchmarks/README.md). An accelerator runs the whole batch at once best, memory permitting."""
+activations in the caches, where a whole batch streams them through memory: on 2 cores the demo
+model's SFT step at 32 x 256 tokens runs 1.3x faster in 4 micro-batches than in one, and the
+update part of its RL step (80-96 rows of 160 tokens, anchor scoring included) 1.15x faster
+(benchmarks/train_step.py, benchmarks/rl_packing.py). An accelerator runs the whole batch at once
+best, memory permitting."""
 
 from __future__ import annotations
 
