@@ -34,7 +34,7 @@ from t1jax import config as config_lib
 from t1jax import parallel
 from t1jax.model import ModelConfig
 from t1jax.train.optimizer import learning_rate_schedule, make_optimizer
-from t1jax.train.sft_step import make_sft_step, micro_batch_count
+from t1jax.train.sft_step import make_sft_step, sft_micro_batches
 from t1jax.train.state import make_layout
 
 
@@ -92,7 +92,7 @@ def t1jax_micro_batches(batch: int, seq: int) -> int:
     """The micro-batches `t1jax sft` splits this batch into with the default config."""
     cfg, _ = demo_model_config(batch, seq)
     mesh = parallel.make_mesh(cfg.mesh)
-    return micro_batch_count(cfg.sft, mesh, parallel.rules_table(cfg.mesh.rules))
+    return sft_micro_batches(cfg.sft, mesh, parallel.rules_table(cfg.mesh.rules))
 
 
 def bench_t1jax(batch: int, seq: int, steps: int, warmup: int, peak: float, micro_batches: int) -> dict:

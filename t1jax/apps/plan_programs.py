@@ -29,13 +29,12 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from t1jax import model as model_lib
 from t1jax import parallel
 from t1jax.config import MESH_AXES, with_overrides
-from t1jax.errors import ConfigError
 from t1jax.sampling import bucket, stage_ends, strategy_for
 from t1jax.sampling.strategies import choose_with_uniforms
-from t1jax.train.micro_batches import mesh_platform
+from t1jax.train.micro_batches import micro_batch_count
 from t1jax.train.optimizer import learning_rate_schedule
-from t1jax.train.rl.update import BATCH_KEYS, make_update_step, update_micro_batches
-from t1jax.train.sft_step import make_sft_step, micro_batch_count
+from t1jax.train.rl.update import BATCH_KEYS, make_update_step
+from t1jax.train.sft_step import make_sft_step, sft_micro_batches
 from t1jax.train.state import StateLayout, make_layout, model_params, optimizer_from_config
 
 
@@ -92,20 +91,11 @@ def _batch(layout: StateLayout, keys_dtypes: dict, rows: int, length: int) -> di
     return {k: jax.ShapeDtypeStruct((rows, length), dt, sharding=sharding) for k, dt in keys_dtypes.items()}
 
 
-def _micro_rows(rows: int, accum: int, shards: int, accum_key: str, rows_key: str) -> int:
-    if rows % (accum * shards):
-        raise ConfigError(
-            f"{rows_key} ({rows}) must be divisible by {accum_key} ({accum}) x the {shards} batch shards of the mesh"
-        )
-    return rows // accum // shards
-
-
 def sft_program(config, mesh: Mesh) -> Program:
     s = config.sft
     layout = state_layout(config, mesh, s.num_steps)
     shards = parallel.batch_shards(mesh, layout.rules)
-    accum = micro_batch_count(s, mesh, layout.rules)
-    micro = _micro_rows(s.batch_size, accum, shards, "sft.grad_accum_steps", "sft.batch_size")
+    accum = sft_micro_batches(s, mesh, layout.rules)
     keys = ("tokens", "loss_mask") + (("segment_ids", "positions") if s.pack else ())
     batch = _batch(layout, dict.fromkeys(keys, jnp.int32), s.batch_size, s.seq_len + 1)
     schedule = learning_rate_schedule(config.optim, s.num_steps)
@@ -120,7 +110,7 @@ def sft_program(config, mesh: Mesh) -> Program:
         model_flops=tokens * layout.model_config.flops_per_token(s.seq_len),
         resident_bytes=0,
         resident="",
-        micro_rows=micro,
+        micro_rows=s.batch_size // accum // shards,
         accum_key="sft.grad_accum_steps",
         length_key="sft.seq_len",
     )
@@ -152,7 +142,7 @@ def rl_update_program(config, mesh: Mesh) -> Program:
     layout = rl_layout(config, mesh)
     shards = parallel.batch_shards(mesh, layout.rules)
     rows, length = rl_update_rows(config, shards)
-    accum = update_micro_batches(r.grad_accum_steps, mesh_platform(mesh), rows // shards, length)
+    accum = micro_batch_count(r.grad_accum_steps, mesh, rows // shards, length)
     dtypes = {"tokens": jnp.int32, "positions": jnp.int32, "segment_ids": jnp.int32, "response": jnp.bool_}
     batch = _batch(layout, {k: dtypes.get(k, jnp.float32) for k in BATCH_KEYS}, rows, length)
     step = make_update_step(layout, r, accum, config.optim.logits_chunk_tokens)

@@ -40,7 +40,7 @@ from t1jax.runtime.run_dir import (
 from t1jax.train.frozen_base import frozen_base
 from t1jax.train.guards import check_finite
 from t1jax.train.optimizer import learning_rate_schedule
-from t1jax.train.sft_step import make_eval_loss, make_sft_step, micro_batch_count
+from t1jax.train.sft_step import make_eval_loss, make_sft_step, sft_micro_batches
 from t1jax.train.state import frozen_args, layout_from_config
 
 
@@ -124,7 +124,7 @@ def run_sft(config) -> dict:
 
     layout = layout_from_config(config, s.num_steps)
     batch_sh = parallel.batch_sharding(layout.mesh, layout.rules)
-    micro_batches = micro_batch_count(s, layout.mesh, layout.rules)
+    micro_batches = sft_micro_batches(s, layout.mesh, layout.rules)
 
     batches = iter(
         batch_stream(train_data, s.batch_size, run.seed, jax.process_index(), jax.process_count(), pack=s.pack)

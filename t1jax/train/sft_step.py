@@ -9,15 +9,15 @@ import optax
 from t1jax import model as model_lib
 from t1jax import parallel
 from t1jax.errors import ConfigError
-from t1jax.train.micro_batches import automatic_micro_batches, mesh_platform
+from t1jax.train.micro_batches import micro_batch_count
 from t1jax.train.optimizer import apply_updates, rounding_key, summed_gradients
 from t1jax.train.state import StateLayout, TrainState, jit_with_base, model_params
 from t1jax.train.token_stats import chunk_length, logits_stats, token_stats
 
 
-def micro_batch_count(sft_config, mesh, rules) -> int:
-    """Micro-batches per SFT step: sft.grad_accum_steps, or where that is 0 the automatic count
-    (micro_batches.py) among those that split the rows evenly over the mesh's batch shards."""
+def sft_micro_batches(sft_config, mesh, rules) -> int:
+    """Micro-batches per SFT step (micro_batches.py): sft.grad_accum_steps, checked to split the
+    rows evenly over the mesh's batch shards, or where that is 0 the automatic count."""
     rows, shards = sft_config.batch_size, parallel.batch_shards(mesh, rules)
     requested = sft_config.grad_accum_steps
     if requested:
@@ -31,7 +31,7 @@ def micro_batch_count(sft_config, mesh, rules) -> int:
         raise ConfigError(
             f"sft.batch_size ({rows}) must be divisible by the {shards} batch shards of the mesh {dict(mesh.shape)}"
         )
-    return automatic_micro_batches(mesh_platform(mesh), rows // shards, sft_config.seq_len, must_divide=True)
+    return micro_batch_count(0, mesh, rows // shards, sft_config.seq_len)
 
 
 def masked_token_nll(logits_BTV, targets_BT, mask_BT):

@@ -10,9 +10,9 @@ from small_model import SMALL_MODEL, mesh_overrides
 import t1jax.train.rl.update as update_lib
 from t1jax import config as config_lib
 from t1jax.errors import ConfigError
-from t1jax.train.micro_batches import CPU_MICRO_BATCH_TOKENS
-from t1jax.train.rl.update import BATCH_KEYS, make_update_step, update_micro_batches
-from t1jax.train.sft_step import micro_batch_count
+from t1jax.train.micro_batches import CPU_MICRO_BATCH_TOKENS, micro_batch_count
+from t1jax.train.rl.update import BATCH_KEYS, make_update_step
+from t1jax.train.sft_step import sft_micro_batches
 from t1jax.train.state import layout_from_config
 
 RULES = {"batch": ("data", "fsdp")}
@@ -45,25 +45,25 @@ def test_the_target_is_two_thousand_tokens():
     ],
 )
 def test_automatic_count_on_a_cpu(batch_size, seq_len, devices, expected):
-    assert micro_batch_count(_sft(batch_size, seq_len), _mesh(data=devices), RULES) == expected
+    assert sft_micro_batches(_sft(batch_size, seq_len), _mesh(data=devices), RULES) == expected
 
 
 def test_automatic_count_elsewhere_is_the_whole_batch():
-    assert micro_batch_count(_sft(32, 8192), _mesh("tpu", data=2, fsdp=4), RULES) == 1
+    assert sft_micro_batches(_sft(32, 8192), _mesh("tpu", data=2, fsdp=4), RULES) == 1
 
 
 def test_a_set_count_is_kept():
-    assert micro_batch_count(_sft(32, 256, 2), _mesh(), RULES) == 2
-    assert micro_batch_count(_sft(32, 8192, 8), _mesh("tpu", fsdp=4), RULES) == 8
+    assert sft_micro_batches(_sft(32, 256, 2), _mesh(), RULES) == 2
+    assert sft_micro_batches(_sft(32, 8192, 8), _mesh("tpu", fsdp=4), RULES) == 8
 
 
 def test_counts_that_do_not_split_over_the_shards_are_refused():
     with pytest.raises(
         ConfigError, match=r"sft.batch_size 32 / sft.grad_accum_steps 8 = 4\) must be divisible by the 8"
     ):
-        micro_batch_count(_sft(32, 256, 8), _mesh(data=8), RULES)
+        sft_micro_batches(_sft(32, 256, 8), _mesh(data=8), RULES)
     with pytest.raises(ConfigError, match=r"sft.batch_size \(12\) must be divisible by the 8 batch shards"):
-        micro_batch_count(_sft(12, 256), _mesh(data=8), RULES)
+        sft_micro_batches(_sft(12, 256), _mesh(data=8), RULES)
 
 
 @pytest.mark.parametrize(
@@ -77,8 +77,8 @@ def test_counts_that_do_not_split_over_the_shards_are_refused():
         (2, "tpu", 80, 160, 2),
     ],
 )
-def test_rl_update_micro_batches(requested, platform, rows, row_len, expected):
-    assert update_micro_batches(requested, platform, rows, row_len) == expected
+def test_micro_batch_count(requested, platform, rows, row_len, expected):
+    assert micro_batch_count(requested, _mesh(platform), rows, row_len) == expected
 
 
 def _random_update_batch(rows, length, vocab, seed=0):

@@ -22,7 +22,7 @@ import optax
 
 from t1jax import model as model_lib
 from t1jax import parallel
-from t1jax.train.micro_batches import automatic_micro_batches, mesh_platform
+from t1jax.train.micro_batches import micro_batch_count
 from t1jax.train.objectives import clipped_surrogate, ema_update, token_kl
 from t1jax.train.optimizer import apply_updates, round_like, rounding_key, summed_gradients
 from t1jax.train.rl.batch import loss_weights
@@ -63,14 +63,6 @@ def make_score_fn(layout: StateLayout, logits_chunk_tokens: int = 0):
     return jit_with_base(layout, score, layout.trained_shardings, (batch_sh,) * 3, batch_sh, donate_first=False)
 
 
-def update_micro_batches(grad_accum_steps: int, platform: str, rows_per_shard: int, row_len: int) -> int:
-    """Micro-batches of an update of rows_per_shard rows of row_len tokens on each batch shard:
-    rl.grad_accum_steps, or where that is 0 the automatic count (micro_batches.py) among those
-    that divide the rows (the batch's rows are padded to multiples of a count set in the config,
-    not of an automatic one)."""
-    return grad_accum_steps or automatic_micro_batches(platform, rows_per_shard, row_len, must_divide=True)
-
-
 def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, logits_chunk_tokens: int = 0):
     """Returns step(state, batch) -> (state, metrics): one optimizer update on `batch`; with LoRA
     step(state, base, batch), the frozen base weights an argument of their own (state.py).
@@ -88,7 +80,7 @@ def make_update_step(layout: StateLayout, rl_config, grad_accum_steps: int = 1, 
 
     def step(state: TrainState, base, batch):
         R, T = batch["tokens"].shape
-        A = update_micro_batches(grad_accum_steps, mesh_platform(layout.mesh), R // shards, T)
+        A = micro_batch_count(grad_accum_steps, layout.mesh, R // shards, T)
         chunk_len = chunk_length(logits_chunk_tokens, R // A // shards)
         total_tokens = jnp.maximum(jnp.sum(batch["response"].astype(jnp.float32)), 1.0)
         micro = jax.tree.map(lambda x: x.reshape(R // A, A, *x.shape[1:]).swapaxes(0, 1), batch)
